@@ -1,0 +1,87 @@
+"""Record a notebook's claims: the paper's statement and number, ours, the threshold, the verdict.
+
+`record(...)` logs metric `claim/<name>` (1 reproduced, 0 not reproduced, 0.5 inconclusive), a tag
+`verdict/<name>`, and rewrites the run's `claims.json` artifact with every claim recorded so far.
+Thresholds are written in the notebook before the run and never moved to make a claim pass.
+Under the `smoke` profile every verdict is marked not meaningful.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import mlflow
+
+from lossbook import tracking
+
+REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
+_recorded: dict[str, list[dict[str, Any]]] = {}
+
+
+def verdict_of(passed: bool | None) -> str:
+    """True -> reproduced, False -> not reproduced, None -> inconclusive."""
+    return INCONCLUSIVE if passed is None else REPRODUCED if passed else NOT_REPRODUCED
+
+
+def _num(x: Any) -> Any:
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return x
+    return f if math.isfinite(f) else str(f)
+
+
+def record(
+    name: str,
+    statement: str,
+    paper: str,
+    measured: Any,
+    threshold: str,
+    passed: bool | None,
+    *,
+    paper_value: str = "",
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Record one claim and print a one-line verdict.
+
+    name: short id (`[a-z0-9_]`), statement: the claim in words, paper: the citation, measured: our number
+    (or a short string), threshold: the rule written before the run (e.g. "T* > 1 in >= 4 of 5 seeds"),
+    passed: the rule's outcome (None = inconclusive, e.g. a CI that includes 0), paper_value: the paper's
+    number for the scoreboard. Returns the entry written to `claims.json`.
+    """
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"claim name {name!r} must be letters, digits and underscores")
+    if passed is not None and not isinstance(passed, bool):
+        passed = bool(passed)
+    profile = tracking.active_profile()
+    entry = {
+        "name": name,
+        "statement": statement,
+        "paper": paper,
+        "paper_value": paper_value,
+        "measured": _num(measured),
+        "threshold": threshold,
+        "passed": passed,
+        "verdict": verdict_of(passed),
+        "profile": profile,
+        "meaningful": profile != "smoke",
+        "details": details or {},
+    }
+    run = mlflow.active_run()
+    key = run.info.run_id if run else ""
+    entries = [e for e in _recorded.setdefault(key, []) if e["name"] != name] + [entry]
+    _recorded[key] = entries
+    if run is not None:
+        mlflow.log_metric(f"claim/{name}", {True: 1.0, False: 0.0, None: 0.5}[passed])
+        mlflow.set_tag(f"verdict/{name}", entry["verdict"] + ("" if entry["meaningful"] else " (smoke)"))
+        mlflow.log_dict(entries, "claims.json")
+    note = "" if entry["meaningful"] else "  [smoke profile: not meaningful]"
+    print(f"[{entry['verdict'].upper()}] {name}: measured {entry['measured']} vs threshold {threshold}{note}")
+    return entry
+
+
+def recorded() -> list[dict[str, Any]]:
+    """Claims recorded in this process for the active run."""
+    run = mlflow.active_run()
+    return list(_recorded.get(run.info.run_id if run else "", []))
