@@ -25,6 +25,8 @@ def verdict_of(passed: bool | None) -> str:
 
 
 def _num(x: Any) -> Any:
+    if isinstance(x, bool | int | str):
+        return x
     try:
         f = float(x)
     except (TypeError, ValueError):

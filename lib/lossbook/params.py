@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,11 @@ FAMILIES = ("alignment", "distillation", "scaling", "calibration")
 PROFILES = ("smoke", "default", "full")
 RUNNER_PARAMS = ("mlflow_run_id", "profile")
 """Parameters every notebook declares and the runner injects; users do not set them."""
+
+
+def book_root() -> Path:
+    """Where notebooks/ and params/ live: `LOSSBOOK_ROOT` if set (tests point it at fixtures), else the repo."""
+    return Path(os.environ.get("LOSSBOOK_ROOT") or REPO_ROOT)
 
 
 class ParamsError(ValueError):
@@ -62,8 +68,9 @@ def _header(text: str) -> tuple[str, str, str]:
     return title, claim, paper
 
 
-def discover(root: Path = REPO_ROOT) -> dict[str, Notebook]:
+def discover(root: Path | None = None) -> dict[str, Notebook]:
     """All notebooks under `root/notebooks/<family>/*.py`, by name (names are unique across families)."""
+    root = root or book_root()
     found: dict[str, Notebook] = {}
     for family in FAMILIES:
         for path in sorted((root / "notebooks" / family).glob("*.py")):
@@ -74,7 +81,7 @@ def discover(root: Path = REPO_ROOT) -> dict[str, Notebook]:
     return found
 
 
-def find_notebook(name: str, root: Path = REPO_ROOT) -> Notebook:
+def find_notebook(name: str, root: Path | None = None) -> Notebook:
     """The notebook called `name`, or ParamsError listing close matches and every valid name."""
     books = discover(root)
     if name in books:
@@ -93,7 +100,7 @@ def parameters_cell(path: Path) -> dict[str, Any]:
     Raises ParamsError if there is no such cell or it holds anything but `name = <literal>`.
     """
     text = path.read_text()
-    m = re.search(r"^# %%.*tags=\[[^\]]*\"parameters\"[^\]]*\].*\n(.*?)(?=^# %%|\Z)", text, re.M | re.S)
+    m = re.search(r"^# %%[^\n]*tags=\[[^\]\n]*\"parameters\"[^\]\n]*\][^\n]*\n(.*?)(?=^# %%|\Z)", text, re.M | re.S)
     if not m:
         raise ParamsError(f"{path} has no cell tagged parameters (write `# %% tags=[\"parameters\"]`).")
     out: dict[str, Any] = {}
@@ -202,7 +209,7 @@ class Resolved:
     params_file_found: bool
 
 
-def resolve(name: str, profile: str = "default", overrides: dict[str, Any] | None = None, root: Path = REPO_ROOT) -> Resolved:
+def resolve(name: str, profile: str = "default", overrides: dict[str, Any] | None = None, root: Path | None = None) -> Resolved:
     """Find the notebook, load its profile, apply overrides, and check every key and type."""
     nb = find_notebook(name, root)
     defaults = parameters_cell(nb.path)

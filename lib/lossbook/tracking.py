@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -33,6 +34,14 @@ def _is_local(uri: str) -> bool:
     return uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
 
 
+def artifact_root() -> Path:
+    """Where a local store keeps artifacts: `mlartifacts/` beside the sqlite file (the repo's by default)."""
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts"
+    return REPO_ROOT / "mlartifacts"
+
+
 def configure() -> MlflowClient:
     """Point mlflow at the book's store and return a client."""
     uri = tracking_uri()
@@ -46,7 +55,7 @@ def experiment_id(family: str) -> str:
     exp = client.get_experiment_by_name(family)
     if exp is not None:
         return exp.experiment_id
-    location = (REPO_ROOT / "mlartifacts" / family).as_uri() if _is_local(tracking_uri()) else None
+    location = (artifact_root() / family).as_uri() if _is_local(tracking_uri()) else None
     try:
         return client.create_experiment(family, artifact_location=location)
     except mlflow.exceptions.MlflowException:  # created concurrently

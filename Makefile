@@ -1,0 +1,77 @@
+# lossbook — `make run NOTEBOOK=dpo_displacement` and `make test` do all the set-up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_VERSION ?= 2.13.0
+# Extra pip options for the torch install, e.g. TORCH_PIP="--index-url https://download.pytorch.org/whl/cu124"
+TORCH_PIP ?=
+NOTEBOOK ?=
+PROFILE ?= default
+PARAMS ?=
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.lossbook-installed
+LAB_STAMP := $(VENV)/.lossbook-lab-installed
+
+export CUBLAS_WORKSPACE_CONFIG ?= :4096:8
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR ?= false
+export PYTHONWARNINGS ?= ignore::FutureWarning
+
+.PHONY: setup run list lab ui test lint report book sweep clean distclean help
+help:
+	@echo "make run NOTEBOOK=<name> [PROFILE=smoke|default|full] [PARAMS=\"seed=3 epochs=5\"]"
+	@echo "make test | list | lab | ui | report | book [PROFILE=...] | lint | clean | distclean"
+
+setup: $(STAMP)
+
+# torch first, pinned, so no other package drags in a newer one; then the package with pinned versions.
+$(STAMP): pyproject.toml requirements/constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_PIP) "torch==$(TORCH_VERSION)"
+	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)" -e ".[dev]" -c requirements/constraints.txt
+	$(BIN)/python -m ipykernel install --sys-prefix --name lossbook --display-name "Python (lossbook)" >/dev/null
+	@touch $(STAMP)
+	@echo "set-up done: $(VENV) (torch $(TORCH_VERSION)), Jupyter kernel 'lossbook'"
+
+run: $(STAMP)
+	@test -n "$(NOTEBOOK)" || { echo "usage: make run NOTEBOOK=<name> [PROFILE=...] [PARAMS=\"k=v ...\"]; notebooks:"; $(BIN)/lossbook list; exit 2; }
+	$(BIN)/lossbook run $(NOTEBOOK) --profile $(PROFILE) $(PARAMS)
+
+list: $(STAMP)
+	@$(BIN)/lossbook list
+
+sweep: $(STAMP)
+	$(BIN)/lossbook sweep $(NOTEBOOK) --profile $(PROFILE) --grid "$(GRID)"
+
+report: $(STAMP)
+	$(BIN)/lossbook report
+
+book: $(STAMP)
+	$(BIN)/lossbook book --profile $(PROFILE)
+
+$(LAB_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)" -e ".[dev,lab]" -c requirements/constraints.txt
+	@mkdir -p $(VENV)/share/jupyter/lab/settings
+	@echo '{"@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"python": "Jupytext Notebook"}}}' \
+		> $(VENV)/share/jupyter/lab/settings/overrides.json
+	@touch $(LAB_STAMP)
+
+lab: $(LAB_STAMP)
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir $(CURDIR)
+
+ui: $(STAMP)
+	$(BIN)/mlflow server --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
+		--default-artifact-root $(CURDIR)/mlartifacts --host 127.0.0.1 --port 5000
+
+test: $(STAMP)
+	TQDM_DISABLE=1 $(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check lib tests notebooks benchmarks
+
+clean:
+	rm -rf runs mlartifacts mlflow.db .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -not -path "./$(VENV)/*" -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

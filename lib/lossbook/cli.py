@@ -1,0 +1,112 @@
+"""`lossbook run|list|report|book|sweep` — what the Makefile calls.
+
+    lossbook run temperature_scaling --profile smoke seed=3 epochs=5
+    lossbook list
+    lossbook report
+    lossbook book --profile default          # every notebook, then the report
+    lossbook sweep dpo_displacement --grid beta=0.05,0.1,0.5 --profile default
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lossbook import params
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:  # validate before importing papermill and mlflow, so bad input fails in a fraction of a second
+        overrides = params.parse_overrides(list(args.set or []) + list(args.overrides or []))
+        params.resolve(args.notebook, args.profile, overrides)
+    except params.ParamsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from lossbook import runner
+
+    try:
+        result = runner.run(args.notebook, args.profile, overrides, progress=not args.quiet, log_output=args.log_output)
+    except params.ParamsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except runner.RunFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 130 if e.result.status == "KILLED" else 1
+    print(runner.summary(result))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    books = params.discover()
+    for family in params.FAMILIES:
+        names = [n for n, b in books.items() if b.family == family]
+        print(f"\n{family}")
+        if not names:
+            print("  (no notebooks yet)")
+        for n in names:
+            b = books[n]
+            print(f"  {n:<32} {b.claim}\n  {'':<32} — {b.paper}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from lossbook import report, runner
+
+    md, html = report.write(runner.runs_dir())
+    print(md.read_text())
+    print(f"written: {md}\n         {html}")
+    return 0
+
+
+def _book(args: argparse.Namespace) -> int:
+    rc = 0
+    for name in params.discover():
+        ns = argparse.Namespace(notebook=name, profile=args.profile, set=[], overrides=[], quiet=args.quiet, log_output=False)
+        rc = _run(ns) or rc
+    _report(args)
+    return rc
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    key, _, values = args.grid.partition("=")
+    if not values:
+        print("error: --grid must look like key=v1,v2,v3", file=sys.stderr)
+        return 2
+    rc = 0
+    for v in values.split(","):
+        ns = argparse.Namespace(notebook=args.notebook, profile=args.profile, set=[*(args.set or []), f"{key}={v}"],
+                                overrides=[], quiet=args.quiet, log_output=False)
+        rc = _run(ns) or rc
+    return rc
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="lossbook", description="Run and compare the lossbook notebooks.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="execute one notebook under a profile as one MLflow run")
+    r.add_argument("notebook")
+    r.add_argument("overrides", nargs="*", help="key=value parameter overrides")
+    r.add_argument("--profile", default="default")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="parameter override (repeatable)")
+    r.add_argument("--quiet", action="store_true", help="no per-cell progress bar")
+    r.add_argument("--log-output", action="store_true", help="stream the notebook's output to the terminal")
+    r.set_defaults(fn=_run)
+    sub.add_parser("list", help="notebooks by family with their claim and paper").set_defaults(fn=_list)
+    sub.add_parser("report", help="write runs/report.md and runs/report.html").set_defaults(fn=_report)
+    b = sub.add_parser("book", help="run every notebook, then write the report")
+    b.add_argument("--profile", default="default")
+    b.add_argument("--quiet", action="store_true")
+    b.set_defaults(fn=_book)
+    s = sub.add_parser("sweep", help="run one notebook once per value of one parameter")
+    s.add_argument("notebook")
+    s.add_argument("--grid", required=True, metavar="KEY=V1,V2")
+    s.add_argument("--profile", default="default")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(fn=_sweep)
+    args = p.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

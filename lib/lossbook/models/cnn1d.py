@@ -1,0 +1,37 @@
+"""1-D convolutional classifier (the MNIST-1D reference CNN shape) exposing its penultimate features."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class CNN1D(nn.Module):
+    """Three Conv1d(k=5, stride 2) + ReLU layers, then Linear -> ReLU (features) -> head.
+
+    Input (batch, length) or (batch, channels, length). On MNIST-1D this reaches ~94% test accuracy
+    (Greydanus 2020 reports 94% for its CNN), well above an MLP (~68%).
+    """
+
+    def __init__(self, in_len: int, n_classes: int, channels: int = 32, hidden: int = 128, in_channels: int = 1) -> None:
+        super().__init__()
+        c = channels
+        self.convs = nn.Sequential(
+            nn.Conv1d(in_channels, c, 5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv1d(c, c, 5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv1d(c, c, 5, stride=2, padding=2), nn.ReLU(),
+        )
+        out_len = in_len
+        for _ in range(3):
+            out_len = (out_len + 2 * 2 - 5) // 2 + 1
+        self.fc = nn.Sequential(nn.Linear(c * out_len, hidden), nn.ReLU())
+        self.in_channels = in_channels
+        self.feature_dim = hidden
+        self.head = nn.Linear(hidden, n_classes)
+
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        if x.dim() == 2:
+            x = x.unsqueeze(1)
+        f = self.fc(self.convs(x).flatten(1))
+        logits = self.head(f)
+        return (logits, f) if return_features else logits
