@@ -54,7 +54,7 @@ def cached(kind: str, config: Mapping[str, Any], build: Callable[[], T], *, refr
             print(f"cache hit: {kind} {path.name}")
             _count(kind, "hits")
             return obj
-        except (RuntimeError, EOFError, OSError) as e:
+        except Exception as e:  # noqa: BLE001 - truncated or corrupt file: rebuild it
             print(f"cache file {path} unreadable ({e}); rebuilding")
     print(f"cache miss: {kind} {path.name}; building")
     _count(kind, "misses")
