@@ -57,11 +57,11 @@ $(LAB_STAMP): $(STAMP)
 	@touch $(LAB_STAMP)
 
 lab: $(LAB_STAMP)
-	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir $(CURDIR)
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir $(CURDIR) $(if $(filter 0,$(shell id -u)),--allow-root)
 
 ui: $(STAMP)
 	$(BIN)/mlflow server --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
-		--default-artifact-root $(CURDIR)/mlartifacts --host 127.0.0.1 --port 5000
+		--default-artifact-root $(CURDIR)/mlartifacts --host 127.0.0.1 --port 5000 --workers 1
 
 test: $(STAMP)
 	TQDM_DISABLE=1 $(BIN)/python -m pytest -q
