@@ -7,7 +7,17 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from lossbook.metrics import calibration as M
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors: torch's intra-op threads only add contention on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _binary_probs(q: np.ndarray) -> np.ndarray:
@@ -279,3 +289,35 @@ def test_paired_bootstrap_diff_detects_a_real_difference() -> None:
     bad = _binary_probs(1 / (1 + np.exp(-4 * np.log(q / (1 - q)))))
     d, lo, hi = M.paired_bootstrap_diff(M.ece, bad, good, y, n_boot=200)
     assert d > 0 and lo > 0
+
+
+def test_summary_metrics_agree_with_individual_metrics() -> None:
+    rng = np.random.default_rng(12)
+    p, y = _random_probs(rng, 400, 5)
+    s = M.summary_metrics(p, y)
+    assert s["ece"] == M.ece(p, y) and s["ece_q"] == M.ece(p, y, strategy="quantile")
+    assert s["cw_ece"] == M.classwise_ece(p, y) and s["nll"] == M.nll(p, y) and s["brier"] == M.brier(p, y)
+    assert s["balance"] == pytest.approx(M.balance_score(p, y)) and s["acc"] - s["conf"] == pytest.approx(s["balance"])
+
+
+@pytest.mark.parametrize("t", [0.5, 1.0, 2.0])
+def test_synthetic_models_have_the_stated_true_error(t: float) -> None:
+    m = M.temperature_model(t)
+    rng = np.random.default_rng(13)
+    s, y, q = m.sample(200000, rng)
+    mc = float(np.mean(np.abs(q - s)))  # Monte Carlo of E|q - s|
+    assert m.true_ce() == pytest.approx(mc, abs=2e-3)
+    if t == 1.0:
+        assert m.true_ce() < 1e-9
+    assert M.calibration_error(s, y, 15) == pytest.approx(m.true_ce(), abs=0.01)
+
+
+def test_offsetting_model_has_zero_balance_and_positive_ece() -> None:
+    m = M.offsetting_model(0.1)
+    assert m.true_ce() == pytest.approx(0.1, abs=1e-6)
+    s, y, _ = m.sample(200000, np.random.default_rng(14))
+    p = np.stack([1 - s, s], 1)
+    assert abs(M.balance_score(p, y)) < 0.005 and M.ece(p, y) > 0.08
+    o = M.oscillating_model(0.1, 5)
+    s, y, _ = o.sample(200000, np.random.default_rng(15))
+    assert M.calibration_error(s, y, 5) < 0.01 < 0.05 < M.calibration_error(s, y, 50)

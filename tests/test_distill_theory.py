@@ -7,7 +7,17 @@ import os
 import numpy as np
 import pytest
 import torch
+
 from lossbook import distill_theory as dt
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small models: one intra-op thread (oversubscribed shared cores make 2 threads many times slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _sklearn_krr_pred(X, target, x_eval, gamma, lam):

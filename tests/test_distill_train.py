@@ -5,11 +5,21 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+
 from lossbook.data.classification import Split
 from lossbook.losses import distillation as D
 from lossbook.models.dual_head import DualHeadStudent
 from lossbook.models.mlp import MLP
 from lossbook.train import distill as T
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small models: one intra-op thread (oversubscribed shared cores make 2 threads many times slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _blobs(n: int = 240, d: int = 6, c: int = 3, seed: int = 0) -> Split:
@@ -119,3 +129,25 @@ def test_dual_head_student():
     assert all(id(p) not in ids for p in m.head.parameters()) and all(id(p) not in ids for p in m.aux_head.parameters())
     nl = DualHeadStudent(MLP(6, 3, hidden=(8,)), 3, nonlinear=True)
     assert nl.forward_both(x)[1].shape == (4, 3)
+
+
+def test_gradient_cosines_signs():
+    torch.manual_seed(0)
+    m = MLP(6, 3, hidden=(8,))
+    x, y = torch.randn(32, 6), torch.randint(0, 3, (32,))
+    groups = {"head": list(m.head.parameters()), "backbone": list(m.body.parameters())}
+    # KD towards the one-hot labels' own logits: same direction as CE -> cosine > 0
+    zt = 10 * F.one_hot(y, 3).float()
+    cos = T.loss_gradient_cosines(m, x, y, zt, lambda z, t: D.kd_loss(z, t, 1.0), groups)
+    assert cos["head"] > 0.5
+    # the negated CE is exactly opposite: cosine −1 on every group
+    cos2 = T.loss_gradient_cosines(m, x, y, zt, lambda z, t: -F.cross_entropy(z, y), groups)
+    assert cos2["head"] == pytest.approx(-1.0, abs=1e-5) and cos2["backbone"] == pytest.approx(-1.0, abs=1e-5)
+
+
+def test_linear_probe_on_informative_and_random_features():
+    split = _blobs(n=300)
+    acc = T.linear_probe(split.x_train, split.y_train, split.x_test, split.y_test)
+    assert acc > 0.9
+    noise = torch.randn_like(split.x_train), torch.randn_like(split.x_test)
+    assert T.linear_probe(noise[0], split.y_train, noise[1], split.y_test) < 0.6

@@ -7,7 +7,17 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
 from lossbook.losses import distillation as D
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small models: one intra-op thread (oversubscribed shared cores make 2 threads many times slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture()
@@ -174,3 +184,18 @@ def test_flat_grads_and_registry():
         D.get_loss("nope")
     with pytest.raises(ValueError):
         D.kd_loss(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+def test_every_registered_loss_is_per_example(batch):
+    zs, zt, y = batch
+    for name, fn in D.LOSSES.items():
+        if name == "label_smoothing":
+            args = (zs, y)
+        elif name in D.LOSS_NEEDS_TARGET:
+            args = (zs, zt, y)
+        else:
+            args = (zs, zt)
+        per = fn(*args, reduction="none")
+        assert per.shape == (16,), name
+        assert torch.allclose(per.mean(), fn(*args)), name
+        assert torch.allclose(per.sum(), fn(*args, reduction="sum")), name

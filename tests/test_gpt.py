@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from lossbook.models.gpt import GPT, GPTConfig, count_params_by_hand
 
 

@@ -5,8 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+
 from lossbook.models.gpt import GPT, GPTConfig
 from lossbook.train.lm import evaluate_lm, lm_loss, train_lm
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: threads only add overhead, and the machine is shared
+    yield
+    torch.set_num_threads(n)
 
 
 def test_lm_loss_matches_cross_entropy_and_ignores_masked():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from lossbook.stats import mean_std, paired_bootstrap_ci, verdict_greater
 
 

@@ -48,16 +48,16 @@ def draw_reliability(ax: plt.Axes, d: ReliabilityData, title: str = "", hist_ax:
 def reliability_grid(
     panels: Mapping[str, Mapping[str, ReliabilityData]], *, suptitle: str = ""
 ) -> plt.Figure:
-    """Rows = `panels` keys (e.g. model names); columns = inner keys (e.g. "before TS", "after TS").
+    """Rows = `panels` keys (e.g. model names); columns = each row's inner keys, in order (e.g. before, after).
 
     Each cell is a reliability diagram above a small histogram of the confidence distribution.
     """
     rows = list(panels)
-    cols = list(next(iter(panels.values())))
-    fig = plt.figure(figsize=(4.2 * len(cols), 4.6 * len(rows)))
-    gs = fig.add_gridspec(2 * len(rows), len(cols), height_ratios=[3, 1] * len(rows))
+    n_cols = max(len(v) for v in panels.values())
+    fig = plt.figure(figsize=(4.2 * n_cols, 4.6 * len(rows)))
+    gs = fig.add_gridspec(2 * len(rows), n_cols, height_ratios=[3, 1] * len(rows))
     for i, r in enumerate(rows):
-        for j, c in enumerate(cols):
+        for j, c in enumerate(panels[r]):
             ax = fig.add_subplot(gs[2 * i, j])
             hax = fig.add_subplot(gs[2 * i + 1, j], sharex=ax)
             draw_reliability(ax, panels[r][c], title=f"{r}: {c}", hist_ax=hax)

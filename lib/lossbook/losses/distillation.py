@@ -5,7 +5,8 @@ Every loss takes student logits ``z_s`` (B, C) and teacher logits ``z_t`` (B, C)
 Teacher logits are treated as constants (detached) everywhere.
 
 Registry: ``LOSSES[name]`` / ``get_loss(name)`` maps a name to its function; ``LOSS_NEEDS_TARGET`` says
-which ones need the labels.
+which ones need the labels (``dkd_loss(z_s, z_t, target, ...)``; ``label_smoothing_loss(logits, target, eps)``
+takes no teacher: its teacher is the uniform distribution).
 """
 
 from __future__ import annotations

@@ -168,3 +168,22 @@ def displacement_metrics(
         "ld/rej_logp_change": float(dr.mean()),
         "ld/frac_pref_logp_decreased": float((dc < 0).float().mean()),
     }
+
+
+def percentile_windows(scores: Sequence[float] | Tensor | np.ndarray, percentiles: Sequence[float], size: int) -> list[np.ndarray]:
+    """Indices of `size` consecutive samples in score order, centred on each percentile (clipped at the ends).
+
+    Razin et al. §5 train on 512-sample subsets "centred" on the 0/25/50/75/100th CHES percentile; the 0th and
+    100th windows are the `size` lowest and highest scores. Ties keep input order (stable sort).
+    """
+    s = np.asarray(scores.detach().cpu() if isinstance(scores, Tensor) else scores, dtype=float)
+    n = s.size
+    if size > n:
+        raise ValueError(f"window size {size} > number of samples {n}")
+    order = np.argsort(s, kind="stable")
+    out = []
+    for q in percentiles:
+        centre = int(round(q / 100 * (n - 1)))
+        lo = min(max(0, centre - size // 2), n - size)
+        out.append(order[lo : lo + size])
+    return out

@@ -36,6 +36,7 @@ Strategy = Literal["uniform", "quantile"]
 __all__ = [
     "BinStats",
     "ReliabilityData",
+    "SyntheticBinary",
     "as_numpy",
     "balance_score",
     "bin_stats",
@@ -49,8 +50,12 @@ __all__ = [
     "ece",
     "mce",
     "nll",
+    "offsetting_model",
+    "oscillating_model",
     "paired_bootstrap_diff",
     "reliability_diagram",
+    "summary_metrics",
+    "temperature_model",
     "top_label_debiased_l2",
 ]
 
@@ -364,3 +369,93 @@ def _is_int(a: ArrayLike) -> bool:
     if isinstance(a, torch.Tensor):
         return not a.is_floating_point()
     return np.issubdtype(np.asarray(a).dtype, np.integer)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Synthetic predictions with known calibration (so the true calibration error is exact, not estimated)
+# ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SyntheticBinary:
+    """Binary predictions with a known conditional: u ~ Beta(a, b), prediction s = pred(u) = P̂(y=1),
+    true probability q = truth(u) = P(y=1 | s), label y ~ Bernoulli(q).
+
+    `pred` must be injective in u (so conditioning on s is conditioning on u). The true L_p calibration
+    error of s is (∫ |truth(u) - pred(u)|^p Beta(u; a, b) du)^(1/p), integrated numerically; for binary
+    predictions it is also the top-label calibration error of [1 - s, s].
+    """
+
+    name: str
+    pred: Callable[[np.ndarray], np.ndarray]
+    truth: Callable[[np.ndarray], np.ndarray]
+    a: float = 1.0
+    b: float = 1.0
+
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(s, y, q): predictions P̂(y=1), 0/1 labels, true P(y=1)."""
+        u = rng.beta(self.a, self.b, n)
+        s, q = np.clip(self.pred(u), 0.0, 1.0), np.clip(self.truth(u), 0.0, 1.0)
+        return s, (rng.random(n) < q).astype(np.int64), q
+
+    def true_ce(self, p: float = 1.0) -> float:
+        """Exact L_p calibration error (numerical quadrature over u)."""
+        from scipy import integrate, stats
+
+        def f(u: float) -> float:
+            uu = np.array([u])
+            gap = abs(float(np.clip(self.truth(uu), 0, 1)[0] - np.clip(self.pred(uu), 0, 1)[0]))
+            return gap**p * float(stats.beta.pdf(u, self.a, self.b))
+
+        val, _ = integrate.quad(f, 1e-12, 1 - 1e-12, limit=400)
+        return float(val ** (1.0 / p))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _logit(u: np.ndarray) -> np.ndarray:
+    u = np.clip(u, 1e-12, 1 - 1e-12)
+    return np.log(u) - np.log1p(-u)
+
+
+def temperature_model(t: float, a: float = 1.0, b: float = 1.0) -> SyntheticBinary:
+    """True probability u; prediction σ(logit(u)/t): t < 1 over-confident, t > 1 under-confident, t = 1 calibrated."""
+    return SyntheticBinary(f"temperature {t:g}", lambda u: _sigmoid(_logit(u) / t), lambda u: u, a, b)
+
+
+def oscillating_model(amplitude: float = 0.1, periods: int = 5) -> SyntheticBinary:
+    """Prediction u ~ U(0, 1); truth u + amplitude·sin(2π·periods·u): miscalibrated at fine resolution
+    but exactly calibrated on average over any bin [k/periods, (k+1)/periods)."""
+    return SyntheticBinary(
+        f"oscillating ±{amplitude:g}", lambda u: u, lambda u: u + amplitude * np.sin(2 * np.pi * periods * u)
+    )
+
+
+def offsetting_model(delta: float = 0.1, split: float = 0.75) -> SyntheticBinary:
+    """Top-label confidence c = max(s, 1 - s) uniform on [0.5, 1]; P(correct | c) = c + delta below `split`
+    (under-confident) and c - delta above it (over-confident). With split = 0.75 the two regions have
+    equal mass, so accuracy = mean confidence (Balance score 0) while the true ECE is delta."""
+
+    def truth(s: np.ndarray) -> np.ndarray:
+        c = np.maximum(s, 1 - s)
+        pc = np.where(c < split, c + delta, c - delta)
+        return np.where(s >= 0.5, pc, 1 - pc)
+
+    return SyntheticBinary(f"offsetting ±{delta:g}", lambda u: u, truth)
+
+
+def summary_metrics(probs: ArrayLike, labels: ArrayLike, n_bins: int = 15) -> dict[str, float]:
+    """The book's standard row: accuracy, mean confidence, ECE (equal-width and equal-mass), classwise ECE,
+    NLL, Brier and the Balance score (accuracy - mean confidence) of probs (n, C) against labels."""
+    p, y = _check_probs(probs, labels)
+    c, a = p.max(1), (p.argmax(1) == y).astype(np.float64)
+    return {
+        "acc": float(a.mean()),
+        "conf": float(c.mean()),
+        "ece": calibration_error(c, a, n_bins, "uniform"),
+        "ece_q": calibration_error(c, a, n_bins, "quantile"),
+        "cw_ece": classwise_ece(p, y, n_bins),
+        "nll": nll(p, y),
+        "brier": brier(p, y),
+        "balance": float(np.mean(a - c)),
+    }

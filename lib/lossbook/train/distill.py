@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -272,6 +273,9 @@ def run_methods(
     (method, seed, test_acc [val-selected], final_test_acc, best_val_acc, best_epoch, seconds), the
     StudentResults, and (with ``keep_models``) the trained students at their final weights.
     """
+    bad = [m for m in methods if not re.fullmatch(r"[A-Za-z0-9_.\- :]+", m)]
+    if bad:
+        raise ValueError(f"method names become MLflow metric names; use letters, digits, _ . - : and spaces: {bad}")
     rows, results, models = [], {}, {}
     jobs = [(m, s) for s in seeds for m in methods]
     for name, seed in tqdm(jobs, desc="runs", disable=not progress):
@@ -306,3 +310,48 @@ def compare(df: pd.DataFrame, a: str, b: str, metric: str = "test_acc", **kw) ->
     pb = df[df["method"] == b].set_index("seed")[metric]
     common = sorted(set(pa.index) & set(pb.index))
     return verdict_greater(pa.loc[common].to_numpy(), pb.loc[common].to_numpy(), **kw)
+
+
+def loss_gradient_cosines(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    kd_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    groups: Mapping[str, Sequence[nn.Parameter]],
+) -> dict[str, float]:
+    """Cosine between the gradients of CE(z, y) and ``kd_fn(z, z_t)`` (both on the main head's logits z), per group.
+
+    ``cos = ⟨∇_θ CE, ∇_θ L_kd⟩ / (‖∇_θ CE‖ ‖∇_θ L_kd‖)`` over the parameters θ of each group (e.g. the classifier
+    head vs the backbone), on the batch (x, y), in eval mode. DHKD (Yang et al. 2024, arXiv 2411.08937) argues
+    it is negative on the classifier weights and not on the backbone once the features collapse.
+    """
+    was = model.training
+    model.eval()
+    z = model(x)
+    ce = F.cross_entropy(z, y)
+    kd = kd_fn(z, teacher_logits)
+    out = {}
+    for name, ps in groups.items():
+        ps = list(ps)
+        g1, g2 = D.flat_grads(ce, ps), D.flat_grads(kd, ps)
+        out[name] = float(g1.dot(g2) / (g1.norm() * g2.norm()).clamp_min(1e-30))
+    model.train(was)
+    return out
+
+
+def linear_probe(
+    f_train: torch.Tensor, y_train: torch.Tensor, f_test: torch.Tensor, y_test: torch.Tensor, *,
+    weight_decay: float = 1e-4, steps: int = 300, lr: float = 1e-2, seed: int = 0,
+) -> float:
+    """Test accuracy of a softmax-regression probe trained on frozen, standardised features (full-batch Adam).
+
+    Features are standardised with the training mean/std; the probe minimises mean CE + ``weight_decay``·‖W‖².
+    """
+    from lossbook.distill_theory import fit_softmax_regression
+
+    mu, sd = f_train.mean(0), f_train.std(0).clamp_min(1e-6)
+    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    probe = fit_softmax_regression((f_train - mu) / sd, F.one_hot(y_train, n_classes).float(), weight_decay=weight_decay, steps=steps, lr=lr, seed=seed)
+    with torch.no_grad():
+        return (probe((f_test - mu) / sd).argmax(1) == y_test).float().mean().item()

@@ -20,7 +20,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -289,3 +289,81 @@ def clone_policy(model: nn.Module) -> nn.Module:
     for p in m.parameters():
         p.requires_grad_(True)
     return m
+
+
+def single_token_displacement_run(
+    reference: nn.Module,
+    data: PreferenceData,
+    y_plus: int,
+    y_minus: int,
+    same_meaning: list[int],
+    opposite_meaning: list[int],
+    cfg: PreferenceConfig,
+    *,
+    early_steps: int = 5,
+    n_top: int = 3,
+    device: str | torch.device = "cpu",
+    logger: MetricLogger | None = None,
+) -> dict[str, Any]:
+    """One run of Razin et al.'s §3 protocol on a single prompt: full-batch preference training from `reference`,
+    tracking the next-token distribution π_t(·|x) at the answer position every step.
+
+    Returns trajectories (`p_plus`, `p_minus`, `benign`, `catastrophic`, `loss`: numpy [steps+1]; `token_probs`
+    [steps+1, V]), `max_drop` of
+    π(y+) with its endpoints, `stable` (the loss never rose), the `top` gainers (largest probability gain from step
+    0 to the end, y± excluded) labelled benign/catastrophic/other, `thm1` (Thm 1's score at init), and for Thm 2 the
+    alignment a_z = ⟨W_z, W_{y+} − W_{y−}⟩ (W of the reference) with the early change Δ_z = ln π_{early}(z) −
+    ln π_0(z): `rho` = Spearman(a, Δ) over z ∉ {y+, y−}; `rho_no_prompt` also leaves out the prompt's own tokens
+    (their tied embedding rows receive gradient through the input, which the theory does not model).
+    """
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    from lossbook.metrics.alignment import (
+        benign_catastrophic_mass,
+        drop_endpoints,
+        loss_ever_rose,
+        max_drop,
+        thm1_score,
+        token_alignment,
+    )
+
+    if len(data) != 1:
+        raise ValueError(f"single_token_displacement_run expects one prompt, got {len(data)}")
+    c = replace(cfg, track_first_token=True, batch_size=None)
+    policy = clone_policy(reference)
+    h = train_preference(policy, reference, data, c, device=device, logger=logger)
+    L = h["first_logprobs"][:, 0].double()  # [steps+1, V]
+    P = L.exp()
+    mass = benign_catastrophic_mass(P, y_plus, y_minus, same_meaning, opposite_meaning)
+    W = reference.unembedding().detach().cpu()
+    a = token_alignment(W, y_plus, y_minus)
+    k = min(early_steps, L.shape[0] - 1)
+    early = L[k] - L[0]
+    others = [z for z in range(L.shape[1]) if z not in (y_plus, y_minus)]
+    prompt_tokens = set(int(t) for t in data.chosen_ids[0].tolist())
+    others_np = [z for z in others if z not in prompt_tokens]
+    exclude = [y_plus, y_minus]
+    top = [int(i) for i in torch.topk((P[-1] - P[0]).clone().index_fill_(0, torch.tensor(exclude), -float("inf")), n_top).indices]
+    label = {**{z: "benign" for z in same_meaning}, **{z: "catastrophic" for z in opposite_meaning}}
+    p_plus = mass["y_plus"].numpy()
+    return {
+        "p_plus": p_plus,
+        "p_minus": mass["y_minus"].numpy(),
+        "benign": mass["benign"].numpy(),
+        "catastrophic": mass["catastrophic"].numpy(),
+        "loss": np.asarray(h["loss"]),
+        "token_probs": P.numpy(),
+        "max_drop": max_drop(p_plus),
+        "drop_from_to": drop_endpoints(p_plus),
+        "stable": not loss_ever_rose(h["loss"]),
+        "top": top,
+        "top_kind": [label.get(z, "other") for z in top],
+        "thm1": thm1_score(W, P[0], y_plus, y_minus),
+        "alignment": a.numpy(),
+        "early_change": early.numpy(),
+        "final_change": (L[-1] - L[0]).numpy(),
+        "rho": float(spearmanr(a[others], early[others])[0]),
+        "rho_no_prompt": float(spearmanr(a[others_np], early[others_np])[0]),
+        "history": h,
+    }

