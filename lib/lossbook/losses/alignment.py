@@ -143,3 +143,8 @@ def ipo_loss(
     lc, lr = _lengths(chosen_len, rejected_len, "ipo", chosen_logps)
     h = (chosen_logps - ref_chosen_logps) / lc - (rejected_logps - ref_rejected_logps) / lr
     return (h - 1.0 / (2.0 * beta)) ** 2
+
+
+# The rest of the zoo (SLiC, robust DPO, SimPO, NCA, APO, SPPO, f-DPO, RPO, BCO, KTO) registers itself in the
+# same registry; importing it here makes `get_preference_loss` see every loss whichever module is imported.
+from lossbook.losses import preference_zoo  # noqa: E402,F401

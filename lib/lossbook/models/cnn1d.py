@@ -9,8 +9,9 @@ from torch import nn
 class CNN1D(nn.Module):
     """Three Conv1d(k=5, stride 2) + ReLU layers, then Linear -> ReLU (features) -> head.
 
-    Input (batch, length) or (batch, channels, length). On MNIST-1D this reaches ~94% test accuracy
-    (Greydanus 2020 reports 94% for its CNN), well above an MLP (~68%).
+    Input (batch, length) or (batch, channels, length). Greydanus (2020) reports 94% MNIST-1D test accuracy
+    for a CNN of this shape (MLP ~68%); trained 80 epochs with Adam and no regularisation (the
+    temperature_scaling notebook) ours reaches ~83% vs ~63% for the MLP, so the gap is there.
     """
 
     def __init__(self, in_len: int, n_classes: int, channels: int = 32, hidden: int = 128, in_channels: int = 1) -> None:
