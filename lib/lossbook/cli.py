@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from lossbook import params
@@ -81,6 +82,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     p = argparse.ArgumentParser(prog="lossbook", description="Run and compare the lossbook notebooks.")
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="execute one notebook under a profile as one MLflow run")
