@@ -32,6 +32,20 @@ def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
     return g
 
 
+def set_threads(n: int) -> int:
+    """Set torch's intra-op CPU threads to `n` (0 keeps torch's default); return the count in force.
+
+    The book's models are tiny: one thread is usually fastest, and with several runs sharing a 2-core
+    machine more threads oversubscribe the cores (we measured 10-20x slowdowns). Every notebook exposes
+    this as its `threads` parameter.
+    """
+    if n < 0:
+        raise ValueError(f"threads must be >= 0 (0 keeps torch's default), got {n}")
+    if n > 0:
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
+
+
 def get_device(device: str = "auto") -> torch.device:
     """Resolve a device string: "auto" -> cuda if available, else mps, else cpu; others are checked.
 

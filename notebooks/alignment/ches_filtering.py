@@ -72,7 +72,7 @@ sft_examples = 4000
 sft_steps = 300
 sft_lr = 1.0e-3
 device = "auto"
-torch_threads = 1  # intra-op threads; 1 is fastest for tiny models on shared cores; 0 keeps the torch default
+threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default
 
 # %%
 from lossbook import claims, plotting, repro, tracking
@@ -97,8 +97,7 @@ from lossbook.train.preference import PreferenceConfig, clone_policy, similarity
 from lossbook.train.sft import PretrainConfig, SFTConfig, pretrained_and_sft
 
 dev = repro.get_device(device)
-if torch_threads > 0:
-    torch.set_num_threads(torch_threads)
+repro.set_threads(threads)
 t_start = time.time()
 world_cfg = WorldConfig(seed=world_seed)
 ref_cfg = rw.RefusalConfig(p_refuse=p_refuse, sft_steps=safety_sft_steps, seed=seed)

@@ -75,7 +75,7 @@ mlflow_run_id = ""  # injected by the runner; empty when run by hand -> the note
 profile = "interactive"  # injected by the runner (smoke | default | full)
 seed = 0  # world, model init and data seed
 device = "auto"
-torch_threads = 1  # intra-op threads; 1 is fastest for this tiny model, 0 keeps the torch default
+threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default
 # synthetic world
 n_concepts = 18
 n_synonyms = 3
@@ -155,8 +155,7 @@ from lossbook.train.sft import PretrainConfig, SFTConfig, pretrained_and_sft
 
 t_start = time.perf_counter()
 dev = repro.get_device(device)
-if torch_threads > 0:
-    torch.set_num_threads(torch_threads)
+repro.set_threads(threads)
 repro.seed_everything(seed)
 pairs = [tuple(p.split("/")) for p in token_pairs]
 print(f"device {dev}, torch threads {torch.get_num_threads()}, profile {profile}")

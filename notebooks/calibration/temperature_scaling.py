@@ -58,7 +58,7 @@ n_train = 0  # 0 means the whole training split, a positive value caps it (smoke
 n_bins = 15
 reduction_threshold = 0.5  # claim 3: the relative ECE reduction must reach 50% (written before running)
 device = "auto"
-threads = 1  # torch intra-op threads; small nets run fastest on one (0 keeps torch's default)
+threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default
 
 # %%
 from lossbook import claims, plotting, repro, tracking
@@ -82,8 +82,7 @@ from lossbook.models import build_classifier
 from lossbook.train.classify import predict_logits, train_classifier
 
 dev = repro.get_device(device)
-if threads > 0:
-    torch.set_num_threads(threads)
+repro.set_threads(threads)
 t_start = time.time()
 temperature_grid = np.exp(np.linspace(np.log(0.25), np.log(16.0), 121))
 print(f"device {dev}; dataset {dataset}; architectures {architectures}; seeds {seeds}; epochs {epochs}")

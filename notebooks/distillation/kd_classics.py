@@ -45,7 +45,7 @@ dist_weight = 1.0
 beta_sweep = [0.5, 1.0, 2.0, 4.0, 8.0]
 beta_sweep_seeds = [0, 1, 2]
 grad_temperatures = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]
-cpu_threads = 1
+threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default
 device = "auto"
 
 # %%
@@ -68,8 +68,7 @@ from lossbook.train import distill
 
 plotting.setup()
 dev = repro.get_device(device)
-if dev.type == "cpu":
-    torch.set_num_threads(cpu_threads)  # small models: one thread per run avoids thread oversubscription on shared cores
+repro.set_threads(threads)
 t_start = time.time()
 split = load_dataset(dataset, seed=0, num_samples=num_samples, n_train=n_train or None)
 data_config = {"name": dataset, "split_seed": 0, "num_samples": num_samples, "n_train": n_train, "val_fraction": 0.2}

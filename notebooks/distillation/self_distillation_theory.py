@@ -46,7 +46,7 @@ softmax_seeds = [0, 1, 2, 3, 4]
 softmax_weight_decay = 1.0e-3
 softmax_steps = 300
 softmax_lr = 5.0e-2
-cpu_threads = 1
+threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default
 
 # %%
 from lossbook import tracking
@@ -68,7 +68,7 @@ from lossbook.data.classification import load_dataset
 from lossbook.stats import verdict_greater
 
 plotting.setup()
-torch.set_num_threads(cpu_threads)  # tiny models: one thread avoids oversubscription on shared cores
+repro.set_threads(threads)
 t_start = time.time()
 PAPER = {0.0: ([0.16477, 0.15076, 0.14915, 0.15561, 0.16735, 0.18251], 0.49505),
          0.35: ([0.16477, 0.15424, 0.15089, 0.14983, 0.14954, 0.14948], 0.14959)}

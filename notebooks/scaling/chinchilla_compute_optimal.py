@@ -15,7 +15,7 @@ mlflow_run_id = ""
 profile = "interactive"
 seed = 0
 device = "cpu"
-threads = 1
+threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default
 vocab_size = 128
 order = 1
 zipf = 1.2
@@ -37,7 +37,6 @@ csv_path = ""
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from lossbook import claims, plotting, repro, tracking
@@ -49,7 +48,7 @@ from lossbook.scaling.sweep import gpt_size, isoflop_widths, predicted_optimal_l
 tracking.attach(mlflow_run_id, "chinchilla_compute_optimal", globals())
 plotting.setup()
 repro.seed_everything(seed)
-torch.set_num_threads(threads)
+repro.set_threads(threads)
 data_cfg = {"kind": "markov", "vocab_size": vocab_size, "order": order, "zipf": zipf, "mix": list(mix), "seed": seed, "eval_tokens": 8192}
 H = MarkovSource(vocab_size, order, zipf, tuple(mix), seed).entropy_rate()
 tokens_per_step = batch_size * block_size

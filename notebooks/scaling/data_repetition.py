@@ -14,7 +14,7 @@ mlflow_run_id = ""
 profile = "interactive"
 seed = 0
 device = "cpu"
-threads = 1
+threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default
 sizes = [[2, 24], [2, 48]]
 epochs = [1, 2, 4, 8, 16, 32, 64]
 dropout_epochs = [1, 16, 64]
@@ -32,7 +32,6 @@ n_evals = 2
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from lossbook import claims, plotting, repro, tracking
@@ -43,7 +42,7 @@ from lossbook.scaling.sweep import run_point
 tracking.attach(mlflow_run_id, "data_repetition", globals())
 plotting.setup()
 repro.seed_everything(seed)
-torch.set_num_threads(threads)
+repro.set_threads(threads)
 corpus = load_shakespeare()  # downloads and verifies once, then cached under runs/cache/shakespeare
 D_total = steps * batch_size * block_size
 print(f"Shakespeare: {len(corpus.data):,} characters, vocab {corpus.vocab_size}; D = {D_total:,} tokens per run")
