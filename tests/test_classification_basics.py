@@ -87,3 +87,14 @@ def test_device_resolution() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             repro.get_device("cuda")
+
+
+def test_set_threads() -> None:
+    before = torch.get_num_threads()
+    try:
+        assert repro.set_threads(1) == 1
+        assert repro.set_threads(0) == 1  # 0 keeps what is in force
+        with pytest.raises(ValueError, match="threads must be >= 0"):
+            repro.set_threads(-1)
+    finally:
+        torch.set_num_threads(before)
