@@ -137,3 +137,17 @@ def test_report_lists_latest_nonsmoke_run_and_not_run(fixture_root: Path, isolat
     text = md.read_text()
     assert f"| calibration | trivial | arith | none | 4 | 4 | == 4 | reproduced | default | {r.run_id} |" in text
     assert "reproduced" in html.read_text()
+
+
+def test_cli_list_and_sweep(fixture_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lossbook import cli
+
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "calibration" in out and "trivial" in out and "two plus two is four." in out and "(no notebooks yet)" in out
+    assert cli.main(["sweep", "trivial", "--grid", "steps=1,2", "--profile", "smoke", "--quiet"]) == 0
+    runs = _client().search_runs(
+        [tracking.experiment_id("calibration")], "tags.profile = 'smoke'", order_by=["attributes.start_time DESC"], max_results=2
+    )
+    assert sorted(r.data.params["steps"] for r in runs) == ["1", "2"]
+    assert cli.main(["sweep", "trivial", "--grid", "steps"]) == 2
