@@ -85,3 +85,11 @@ def test_cache_hit_miss_and_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     path.write_bytes(b"garbage")
     cache.cached("thing", {"a": 1}, build)  # a corrupt file is rebuilt, not fatal
     assert len(built) == 3 and json.loads(path.with_suffix(".json").read_text()) == {"a": 1}
+
+
+def test_decide_three_way_verdict() -> None:
+    assert claims.decide(reproduced=True, refuted=False) is True
+    assert claims.decide(reproduced=False, refuted=True) is False
+    assert claims.decide(reproduced=False, refuted=False) is None
+    with pytest.raises(ValueError, match="mutually exclusive"):
+        claims.decide(reproduced=True, refuted=True)

@@ -24,6 +24,17 @@ def verdict_of(passed: bool | None) -> str:
     return INCONCLUSIVE if passed is None else REPRODUCED if passed else NOT_REPRODUCED
 
 
+def decide(reproduced: bool, refuted: bool) -> bool | None:
+    """A three-way verdict from two rules written before the run: True when the reproduce rule holds,
+    False when the refute rule holds, None (inconclusive) when neither does, e.g. a CI that straddles 0.
+
+    Raises ValueError when both hold: the two rules contradict each other and must be rewritten.
+    """
+    if reproduced and refuted:
+        raise ValueError("the reproduce and refute rules both hold; they must be mutually exclusive")
+    return True if reproduced else False if refuted else None
+
+
 def _num(x: Any) -> Any:
     if isinstance(x, bool | int | str):
         return x

@@ -265,7 +265,7 @@ claims.record(
     paper_value="debiased estimator needs fewer samples for the same accuracy",
     measured=f"mean |plug-in − truth| − |debiased − truth| = {d_mean:.4f} [{d_lo:.4f}, {d_hi:.4f}] over {len(diff)} (seed, model, n ≤ {debias_max_n}) cells",
     threshold="95% bootstrap CI of the mean paired difference entirely above 0",
-    passed=True if d_lo > 0 else (False if d_hi < 0 else None),
+    passed=claims.decide(reproduced=d_lo > 0, refuted=d_hi < 0),
     details={"mean_abs_err_plugin": float(small.err_plugin.mean()), "mean_abs_err_debiased": float(small.err_debiased.mean())},
 )
 

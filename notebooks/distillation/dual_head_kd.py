@@ -230,7 +230,7 @@ claims.record(
     paper="Yang et al. 2024 (DHKD), Fig. 1", paper_value="CE+BinaryKL < min(CE, BinaryKL) (CIFAR-100; table not retrieved)",
     measured=f"one head {acc[one]}, CE {acc['ce']}, BinaryKL {acc['binary_kl']}; vs CE {fmt(a1)}, vs BinaryKL {fmt(a2)}",
     threshold="both paired CIs below 0 → reproduced; either above 0 → not reproduced; else inconclusive",
-    passed=True if (a1.high < 0 and a2.high < 0) else False if (a1.low > 0 or a2.low > 0) else None,
+    passed=claims.decide(reproduced=a1.high < 0 and a2.high < 0, refuted=a1.low > 0 or a2.low > 0),
 )
 b1, b2 = cis[("dhkd", "ce")], cis[("dhkd", "kd")]
 claims.record(
@@ -239,7 +239,7 @@ claims.record(
     paper="Yang et al. 2024 (DHKD)", paper_value="DHKD > KD > CE (CIFAR-100 / ImageNet; table not retrieved)",
     measured=f"DHKD {acc['dhkd']}, CE {acc['ce']}, KD {acc['kd']}; vs CE {fmt(b1)}, vs KD {fmt(b2)}",
     threshold="both paired CIs above 0 → reproduced; either below 0 → not reproduced; else inconclusive",
-    passed=True if (b1.low > 0 and b2.low > 0) else False if (b1.high < 0 or b2.high < 0) else None,
+    passed=claims.decide(reproduced=b1.low > 0 and b2.low > 0, refuted=b1.high < 0 or b2.high < 0),
 )
 claims.record(
     "gradient_conflict_in_head_only",
@@ -247,7 +247,7 @@ claims.record(
     paper="Yang et al. 2024 (DHKD), §3", paper_value="cos < 0 on the linear classifier, ≥ 0 on the backbone",
     measured=f"cos head {ci_head.diff:+.3f} [{ci_head.low:+.3f}, {ci_head.high:+.3f}], backbone {ci_back.diff:+.3f} [{ci_back.low:+.3f}, {ci_back.high:+.3f}]",
     threshold="head CI below 0 and backbone CI not below 0 → reproduced; head CI above 0 or backbone CI below 0 → not reproduced; else inconclusive",
-    passed=True if (ci_head.high < 0 and ci_back.high >= 0) else False if (ci_head.low > 0 or ci_back.high < 0) else None,
+    passed=claims.decide(reproduced=ci_head.high < 0 and ci_back.high >= 0, refuted=ci_head.low > 0 or ci_back.high < 0),
 )
 claims.record(
     "backbone_not_collapsed",
@@ -255,7 +255,7 @@ claims.record(
     paper="Yang et al. 2024 (DHKD)", paper_value="the backbone trained with CE+BinaryKL is not worse; the head is what fails",
     measured=f"probe − own head {fmt(ci_gain)}; probe(one head) − probe(CE) {fmt(ci_vs_ce)}",
     threshold="probe − head CI above 0 and probe vs CE-probe CI not below 0 → reproduced; either below 0 → not reproduced; else inconclusive",
-    passed=True if (ci_gain.low > 0 and ci_vs_ce.high >= 0) else False if (ci_gain.high < 0 or ci_vs_ce.high < 0) else None,
+    passed=claims.decide(reproduced=ci_gain.low > 0 and ci_vs_ce.high >= 0, refuted=ci_gain.high < 0 or ci_vs_ce.high < 0),
 )
 print(summary[["mean ± std", "n"]].to_string())
 print(f"wall time: {time.time() - t_start:.0f} s")
