@@ -205,7 +205,7 @@ def paired(d: pd.DataFrame, a: str, b: str, col: str) -> np.ndarray:
 
 
 def verdict(lo: float, hi: float) -> bool | None:
-    return True if lo > 0 else (False if hi < 0 else None)
+    return claims.decide(reproduced=lo > 0, refuted=hi < 0)
 
 
 checks = {}

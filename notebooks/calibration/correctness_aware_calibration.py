@@ -258,7 +258,7 @@ def per_seed(test_name: str, name: str, col: str) -> pd.Series:
 
 def judged(diff: np.ndarray) -> tuple[float, float, float, bool | None]:
     m, lo, hi = cm.bootstrap_mean_ci(diff, n_boot=n_boot)
-    return m, lo, hi, (True if lo > 0 else (False if hi < 0 else None))
+    return m, lo, hi, claims.decide(reproduced=lo > 0, refuted=hi < 0)
 
 
 claims.record(

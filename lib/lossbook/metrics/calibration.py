@@ -30,6 +30,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from lossbook.stats import paired_bootstrap_ci
+
 ArrayLike = np.ndarray | torch.Tensor | list
 Strategy = Literal["uniform", "quantile"]
 
@@ -357,12 +359,13 @@ def paired_bootstrap_diff(
 
 
 def bootstrap_mean_ci(values: ArrayLike, n_boot: int = 10000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float, float]:
-    """Percentile bootstrap CI of a mean (e.g. of per-seed differences): (mean, lower, upper)."""
+    """Percentile bootstrap CI of a mean (e.g. of per-seed differences): (mean, lower, upper).
+
+    The same estimator as `lossbook.stats.paired_bootstrap_ci` (the values are the paired differences).
+    """
     v = as_numpy(values).ravel()
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, len(v), (n_boot, len(v)))].mean(1)
-    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return float(v.mean()), float(lo), float(hi)
+    ci = paired_bootstrap_ci(v, np.zeros_like(v), n_boot=n_boot, alpha=alpha, seed=seed)
+    return ci.diff, ci.low, ci.high
 
 
 def _is_int(a: ArrayLike) -> bool:
