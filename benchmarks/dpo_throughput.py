@@ -1,4 +1,4 @@
-"""DPO preference-step throughput (pairs/s) of `lossbook.train.preference` on the dpo_displacement model.
+"""DPO preference-step throughput (pairs/s) of `lossbook.alignment.preference` on the dpo_displacement model.
 
 A preference step = one concatenated forward of policy over [chosen; rejected], the DPO loss against precomputed
 reference log-probs, backward and an RMSprop update — exactly what `train_preference` does per step. We time
@@ -21,7 +21,8 @@ import time
 
 import torch
 
-from lossbook.data.synthetic_world import (
+from lossbook.alignment.preference import PreferenceConfig, clone_policy, train_preference
+from lossbook.alignment.world import (
     SyntheticWorld,
     WorldConfig,
     multi_token_preference_data,
@@ -29,7 +30,6 @@ from lossbook.data.synthetic_world import (
 )
 from lossbook.models.gpt import GPT, GPTConfig
 from lossbook.repro import get_device, seed_everything
-from lossbook.train.preference import PreferenceConfig, clone_policy, train_preference
 
 
 def bench(model: GPT, data, batch_size: int, steps: int, repeats: int, device: torch.device) -> dict[str, float]:

@@ -28,7 +28,8 @@ import torch.nn as nn
 
 from lossbook import REPO_ROOT
 from lossbook.models.gpt import GPT, GPTConfig
-from lossbook.train.lm import lm_loss, make_optimizer
+from lossbook.optim import make_optimizer
+from lossbook.train.lm import lm_loss
 
 
 def matmul_peak(threads: int, sizes=(256, 512, 1024, 2048), reps: int = 5) -> float:
@@ -90,7 +91,7 @@ def build_reference(cfg: GPTConfig) -> tuple[nn.Module, str]:
 
 def time_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
     """Seconds per training step (mean over `steps`, after one warm-up step)."""
-    opt = make_optimizer(model, 1e-4)
+    opt = make_optimizer(model, "adamw", 1e-4, weight_decay=0.1, betas=(0.9, 0.95), decay_matrices_only=True)
 
     def step() -> None:
         loss = lm_loss(model(x), y)

@@ -165,42 +165,49 @@ class NonFiniteLossError(FloatingPointError):
 class MetricLogger:
     """Buffer per-step metrics and send them to the active run in batches (one call per `every` steps).
 
-    `log(step, loss=..., acc=...)`; `flush()` at the end (also done by `close()` and on a non-finite loss).
-    `check` names metrics that must stay finite: a NaN/inf there flushes what is buffered (so the last
-    finite values are logged) and raises NonFiniteLossError with the step.
+    `log(step, loss=..., acc=...)`; `flush()` at the end (also done on a non-finite loss). `check` names
+    metrics that must stay finite (`check_finite`, also callable per batch). `to_run=False` gives a logger
+    that keeps history and guards but sends nothing (what a trainer uses when given no logger).
     """
 
-    def __init__(self, prefix: str = "", every: int = 200, check: tuple[str, ...] = ("loss",)) -> None:
+    def __init__(self, prefix: str = "", every: int = 200, check: tuple[str, ...] = ("loss",), to_run: bool = True) -> None:
         self.prefix, self.every, self.check = prefix, every, check
         self.buffer: list[Metric] = []
         self.last: dict[str, float] = {}
         self.history: dict[str, list[tuple[int, float]]] = {}
-        run = mlflow.active_run()
+        run = mlflow.active_run() if to_run else None
         self.run_id = run.info.run_id if run else None
         self.client = MlflowClient(tracking_uri()) if run else None
 
     def log(self, step: int, **metrics: float) -> None:
-        bad = {k: v for k, v in metrics.items() if k in self.check and not math.isfinite(float(v))}
         now = int(time.time() * 1000)
         for k, v in metrics.items():
-            if k in bad:
-                continue
             v = float(v)
+            if k in self.check and not math.isfinite(v):
+                continue
             self.history.setdefault(k, []).append((step, v))
             self.last[k] = v
             if self.client is not None and math.isfinite(v):
                 self.buffer.append(Metric(self.prefix + k, v, now, step))
-        if bad:
-            self.flush()
-            if self.client is not None:
-                self.client.set_tag(self.run_id, "nonfinite_loss_step", str(step))
-            raise NonFiniteLossError(
-                f"non-finite {', '.join(f'{k}={v}' for k, v in bad.items())} at step {step}"
-                f"{' (metric prefix ' + repr(self.prefix) + ')' if self.prefix else ''}; last finite metrics, already logged: "
-                f"{ {k: round(v, 6) for k, v in self.last.items()} }. Lower the learning rate or check the inputs."
-            )
+        self.check_finite(step, **{k: v for k, v in metrics.items() if k in self.check})
         if len(self.buffer) >= self.every:
             self.flush()
+
+    def check_finite(self, step: int, where: str = "", **values: float) -> None:
+        """The book's one non-finite guard: if any of `values` is NaN/inf, flush what is buffered (the last
+        finite metrics reach the store), tag the run `nonfinite_loss_step` and raise NonFiniteLossError
+        naming the step (`where` adds detail, e.g. the batch) and the last finite metrics."""
+        bad = {k: float(v) for k, v in values.items() if not math.isfinite(float(v))}
+        if not bad:
+            return
+        self.flush()
+        if self.client is not None:
+            self.client.set_tag(self.run_id, "nonfinite_loss_step", str(step))
+        raise NonFiniteLossError(
+            f"non-finite {', '.join(f'{k}={v}' for k, v in bad.items())} at step {step}{' (' + where + ')' if where else ''}"
+            f"{' (metric prefix ' + repr(self.prefix) + ')' if self.prefix else ''}; last finite metrics, already logged: "
+            f"{ {k: round(v, 6) for k, v in self.last.items()} }. Lower the learning rate or check the inputs."
+        )
 
     def flush(self) -> None:
         if self.client is None:
@@ -208,8 +215,6 @@ class MetricLogger:
         while self.buffer:
             chunk, self.buffer = self.buffer[:1000], self.buffer[1000:]
             self.client.log_batch(self.run_id, metrics=chunk)
-
-    close = flush
 
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -230,12 +235,6 @@ def log_dict(d: Any, path: str) -> None:
     """Log a JSON-able object as an artifact of the active run (no-op without one)."""
     if mlflow.active_run() is not None:
         mlflow.log_dict(d, path)
-
-
-def end(status: str = "FINISHED") -> None:
-    """End the active run, if any, with `status`."""
-    if mlflow.active_run() is not None:
-        mlflow.end_run(status=status)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,7 +23,7 @@
 # lowest length-normalised CHES (lnCHES), or training on gold pairs, keeps the refusal rate up, and does better
 # than adding an SFT term on the preferred response (coefficient tuned over {0.01, 0.1, 1}).
 #
-# **Here, at CPU scale** (`lossbook.data.refusal_world`). The persona world's tiny GPT (pretrained, cached
+# **Here, at CPU scale** (`lossbook.alignment.refusal`). The persona world's tiny GPT (pretrained, cached
 # checkpoints shared with the flagship) gets a *safety SFT*: prompts whose statement contains one of three
 # "harmful" concepts are answered by a refusal ``Never|No because <harmful word> <eos>`` 80% of the time and
 # by a compliance ``Sure because ... <eos>`` otherwise (benign prompts keep their persona answers). On fresh
@@ -31,7 +31,7 @@
 # compliance; between two refusals the one citing a harmful concept, then the shorter one); two compliances are
 # dropped. We then compare, with one optimiser, learning rate, β and number of full-batch steps: full DPO; DPO +
 # λ·NLL(y+) for λ ∈ {0.01, 0.1, 1} (the `rpo` loss with η = λ/β and the summed NLL); DPO on the 5% lowest-lnCHES
-# pairs (lnCHES from `lossbook.train.preference.similarity_scores` under the SFT model); DPO on gold pairs
+# pairs (lnCHES from `lossbook.alignment.preference.similarity_scores` under the SFT model); DPO on gold pairs
 # (a gold refusal vs a compliance). The refusal rate is measured by sampling on held-out harmful prompts.
 #
 # **Claims, with thresholds fixed before running** (refusal rates from `n_samples_eval` samples each):
@@ -89,12 +89,12 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-import lossbook.losses.preference_zoo  # noqa: F401  (registers "rpo")
-from lossbook.data import refusal_world as rw
-from lossbook.data.synthetic_world import SyntheticWorld, WorldConfig, multi_token_preference_data
+import lossbook.alignment.zoo  # noqa: F401  (registers "rpo")
+from lossbook.alignment import refusal as rw
+from lossbook.alignment.preference import PreferenceConfig, clone_policy, similarity_scores, train_preference
+from lossbook.alignment.sft import PretrainConfig, SFTConfig, pretrained_and_sft
+from lossbook.alignment.world import SyntheticWorld, WorldConfig, multi_token_preference_data
 from lossbook.models.gpt import GPTConfig
-from lossbook.train.preference import PreferenceConfig, clone_policy, similarity_scores, train_preference
-from lossbook.train.sft import PretrainConfig, SFTConfig, pretrained_and_sft
 
 dev = repro.get_device(device)
 repro.set_threads(threads)

@@ -38,7 +38,7 @@
 #    the inner product of the last hidden states do not rank displacement.
 #
 # **Here, at CPU scale.** No pretrained model can be downloaded, so we build a **synthetic persona world**
-# (`lossbook.data.synthetic_world`): answer tokens in an agreeing group {Yes, Yeah, Sure, Certainly, Absolutely} and a
+# (`lossbook.alignment.world`): answer tokens in an agreeing group {Yes, Yeah, Sure, Certainly, Absolutely} and a
 # disagreeing group {No, Never, Maybe, Perhaps}; statements made of concept words with 3 interchangeable synonyms
 # each and a latent trait (sign of the concepts' polarities) that decides the answer group; a pretraining corpus in
 # which the answer token inside a group and the synonyms are interchangeable in context (so the unembeddings acquire
@@ -135,23 +135,23 @@ import torch
 from IPython.display import Markdown, display
 from scipy.stats import spearmanr
 
-from lossbook.data.synthetic_world import (
-    SyntheticWorld,
-    WorldConfig,
-    multi_token_preference_data,
-    single_token_preference_data,
-)
-from lossbook.metrics.alignment import percentile_windows
-from lossbook.models.gpt import GPTConfig
-from lossbook.tracking import MetricLogger
-from lossbook.train.preference import (
+from lossbook.alignment.metrics import percentile_windows
+from lossbook.alignment.preference import (
     PreferenceConfig,
     clone_policy,
     similarity_scores,
     single_token_displacement_run,
     train_preference,
 )
-from lossbook.train.sft import PretrainConfig, SFTConfig, pretrained_and_sft
+from lossbook.alignment.sft import PretrainConfig, SFTConfig, pretrained_and_sft
+from lossbook.alignment.world import (
+    SyntheticWorld,
+    WorldConfig,
+    multi_token_preference_data,
+    single_token_preference_data,
+)
+from lossbook.models.gpt import GPTConfig
+from lossbook.tracking import MetricLogger
 
 t_start = time.perf_counter()
 dev = repro.get_device(device)

@@ -25,10 +25,10 @@
 # other f-divergences ("a balance between alignment performance and generation diversity", abstract).
 #
 # **Here, at CPU scale.** One synthetic preference dataset from the book's persona world
-# (`lossbook.data.synthetic_world`): prompts "Would you say : <speaker> <statement> ?", chosen = a
+# (`lossbook.alignment.world`): prompts "Would you say : <speaker> <statement> ?", chosen = a
 # trait-consistent response "answer because w1..wk <eos>", rejected = the same response with the answer
 # flipped to the opposite group (`answer_flip`, near-identical tokens, opposite meaning), an opposite
-# response, or a random one. A tiny GPT is pretrained on whole prompt+response documents (`lossbook.train.sft`,
+# response, or a random one. A tiny GPT is pretrained on whole prompt+response documents (`lossbook.alignment.sft`,
 # cached checkpoints shared with the flagship notebook; we use the pretrained model as π_ref, see Setup), then
 # each loss fine-tunes a copy of it from the same start,
 # with the **same optimiser, learning rate, number of full-batch steps and β** (SimPO, which has no reference
@@ -94,13 +94,13 @@ import pandas as pd
 from IPython.display import display
 from tqdm.auto import tqdm
 
-import lossbook.losses.preference_zoo as zoo
-from lossbook.data import refusal_world as rw
-from lossbook.data.synthetic_world import WorldConfig, multi_token_preference_data
-from lossbook.metrics.ranking import ranking_accuracy
+import lossbook.alignment.zoo as zoo
+from lossbook.alignment import refusal as rw
+from lossbook.alignment.preference import PreferenceConfig, clone_policy, evaluate_logps, train_preference
+from lossbook.alignment.ranking import ranking_accuracy
+from lossbook.alignment.sft import PretrainConfig, SFTConfig, pretrained_and_sft
+from lossbook.alignment.world import WorldConfig, multi_token_preference_data
 from lossbook.models.gpt import GPTConfig
-from lossbook.train.preference import PreferenceConfig, clone_policy, evaluate_logps, train_preference
-from lossbook.train.sft import PretrainConfig, SFTConfig, pretrained_and_sft
 
 dev = repro.get_device(device)
 repro.set_threads(threads)
@@ -113,7 +113,7 @@ runs += [(f"rpo_eta{eta:g}", "rpo", {"eta": eta}) for eta in rpo_etas]
 # ## Setup: world, pretrained + SFT model (cached), preference pairs
 
 # %%
-from lossbook.data.synthetic_world import SyntheticWorld
+from lossbook.alignment.world import SyntheticWorld
 
 world0 = SyntheticWorld(world_cfg)
 gpt_cfg = GPTConfig(vocab_size=world0.vocab_size, block_size=world0.max_len(), n_layer=n_layer, n_head=n_head, d_model=d_model)

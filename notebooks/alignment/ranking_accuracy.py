@@ -86,12 +86,12 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from lossbook.data import refusal_world as rw
-from lossbook.data.synthetic_world import SyntheticWorld, WorldConfig, multi_token_preference_data
-from lossbook.metrics import ranking as rk
+from lossbook.alignment import ranking as rk
+from lossbook.alignment import refusal as rw
+from lossbook.alignment.preference import PreferenceConfig, clone_policy, evaluate_logps, train_preference
+from lossbook.alignment.sft import PretrainConfig, SFTConfig, pretrained_and_sft
+from lossbook.alignment.world import SyntheticWorld, WorldConfig, multi_token_preference_data
 from lossbook.models.gpt import GPTConfig
-from lossbook.train.preference import PreferenceConfig, clone_policy, evaluate_logps, train_preference
-from lossbook.train.sft import PretrainConfig, SFTConfig, pretrained_and_sft
 
 dev = repro.get_device(device)
 repro.set_threads(threads)

@@ -71,10 +71,10 @@ import pandas as pd
 from IPython.display import display
 from tqdm.auto import tqdm
 
-from lossbook.calibration import apply_temperature, fit_temperature
+from lossbook.calibration import metrics as cm
+from lossbook.calibration.losses import get_loss, symmetric_label_noise
+from lossbook.calibration.posthoc import apply_temperature, fit_temperature
 from lossbook.data.classification import load_dataset
-from lossbook.losses.calibration import get_loss, symmetric_label_noise
-from lossbook.metrics import calibration as cm
 from lossbook.models import build_classifier
 from lossbook.train.classify import predict_logits, train_classifier
 
@@ -124,7 +124,7 @@ def run(loss_name: str, seed: int, noisy: bool) -> dict:
     t_star = fit_temperature(z_val, split.y_val)
     before = cm.summary_metrics(apply_temperature(z_test, 1.0).double().numpy(), split.y_test, n_bins)
     after = cm.summary_metrics(apply_temperature(z_test, t_star).double().numpy(), split.y_test, n_bins)
-    row = {"arm": arm, "loss": loss_name, "seed": seed, "T": t_star, "train_acc": hist.train_acc[-1],
+    row = {"arm": arm, "loss": loss_name, "seed": seed, "T": t_star, "train_acc": hist.curves["train_acc"][-1],
            **{f"{k}_before": v for k, v in before.items()}, **{f"{k}_after": v for k, v in after.items()}}
     tracking.log_metrics({f"{arm}/{loss_name}/seed{seed}/{k}": float(v) for k, v in row.items() if k not in ("arm", "loss", "seed")})
     return row

@@ -17,7 +17,7 @@
 #
 # Every calibration number in this book is an *estimate*. To see what the estimators do we need
 # predictions whose true calibration error is known exactly, so this notebook uses synthetic binary
-# predictions (`lossbook.metrics.calibration.SyntheticBinary`): a latent u ~ U(0, 1), a prediction
+# predictions (`lossbook.calibration.metrics.SyntheticBinary`): a latent u ~ U(0, 1), a prediction
 # s = pred(u) = P̂(y = 1), a true probability q = truth(u) = P(y = 1 | s), and labels y ~ Bernoulli(q).
 # The true L_p calibration error (∫ |truth − pred|^p)^{1/p} is then a one-dimensional integral, computed
 # by quadrature. Models:
@@ -76,7 +76,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from lossbook.metrics import calibration as cm
+from lossbook.calibration import metrics as cm
 
 t_start = time.time()
 models = {f"T={t:g}": cm.temperature_model(t) for t in temperatures}

@@ -30,7 +30,7 @@
 # the views ablation either way.
 #
 # **Here.** A 1-D CNN over-trained with CE on MNIST-1D (as in `temperature_scaling`), 5 seeds. Views
-# of a 1-D signal: shift, amplitude scaling, additive noise and time reversal (`lossbook.calibration.
+# of a 1-D signal: shift, amplitude scaling, additive noise and time reversal (`lossbook.calibration.posthoc.
 # signal_view`), top-4 classes → 16 features. Calibrators, all fitted on the validation split:
 # temperature scaling (TS), and per-sample temperature nets trained with CE, MSE (Brier) and CA, with
 # views and without (features = the original softmax's own top-4 probabilities). Test sets: the
@@ -84,11 +84,16 @@ import torch
 from IPython.display import display
 from sklearn.metrics import roc_auc_score
 
-from lossbook import plotting_calibration as pcal
 from lossbook.cache import cached
-from lossbook.calibration import PerSampleCalibrator, TemperatureScaler, corrupt_signals, view_features
+from lossbook.calibration import metrics as cm
+from lossbook.calibration import plots as pcal
+from lossbook.calibration.posthoc import (
+    PerSampleCalibrator,
+    TemperatureScaler,
+    corrupt_signals,
+    view_features,
+)
 from lossbook.data.classification import load_dataset
-from lossbook.metrics import calibration as cm
 from lossbook.models import build_classifier
 from lossbook.train.classify import train_classifier
 

@@ -34,7 +34,7 @@
 # describes. scikit-learn `digits` is the second dataset (`dataset="digits"`). For each architecture
 # and each of 5 seeds (the seed changes the validation split, the initialisation and the batch order)
 # we fit $T^*$ on the validation split with a bounded 1-D search over $\log T$
-# (`lossbook.calibration.fit_temperature`) and measure on the untouched test split: accuracy, ECE with
+# (`lossbook.calibration.posthoc.fit_temperature`) and measure on the untouched test split: accuracy, ECE with
 # 15 equal-width bins (Guo's) **and** 15 equal-mass bins (AdaECE), classwise ECE, NLL and Brier score.
 #
 # **Claims, with thresholds fixed before running** (checked in the Claims section):
@@ -74,10 +74,15 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from lossbook import plotting_calibration as pcal
-from lossbook.calibration import apply_temperature, fit_temperature, fit_temperature_ece_grid, nll_curve
+from lossbook.calibration import metrics as cm
+from lossbook.calibration import plots as pcal
+from lossbook.calibration.posthoc import (
+    apply_temperature,
+    fit_temperature,
+    fit_temperature_ece_grid,
+    nll_curve,
+)
 from lossbook.data.classification import load_dataset
-from lossbook.metrics import calibration as cm
 from lossbook.models import build_classifier
 from lossbook.train.classify import predict_logits, train_classifier
 
@@ -142,7 +147,7 @@ def run_one(arch: str, seed: int) -> dict:
     same_argmax = bool(torch.equal(z_test.argmax(1), apply_temperature(z_test, t_star).argmax(1)))
     row = {
         "arch": arch, "seed": seed, "T": t_star, "T_ece_grid": fit_temperature_ece_grid(z_val, split.y_val, n_bins=n_bins),
-        "train_acc": hist.train_acc[-1], "same_argmax": same_argmax,
+        "train_acc": hist.curves["train_acc"][-1], "same_argmax": same_argmax,
         **{f"{k}_before": v for k, v in before.items()}, **{f"{k}_after": v for k, v in after.items()},
     }
     tracking.log_metrics({f"{arch}/seed{seed}/{k}": float(v) for k, v in row.items() if k not in ("arch", "seed")})
@@ -236,7 +241,7 @@ plt.show()
 
 # %%
 def stack(arch: str, key: str) -> np.ndarray:
-    return np.array([results[arch, s]["hist"].extra[key] for s in seeds])
+    return np.array([results[arch, s]["hist"].curves[key] for s in seeds])
 
 
 fig = pcal.epoch_panels(
@@ -342,7 +347,7 @@ print(f"wall time {time.time() - t_start:.0f}s")
 #   calibrated model is a few percent (see the `calibration_metrics` notebook), so "after" ECEs of
 #   2–4% are near the estimator's floor; that floor, not temperature scaling, limits the reduction.
 # * **Binning.** Equal-width and equal-mass ECE agree closely here; they differ when confidences
-#   pile up at 1.0 (equal-mass then keeps the tied samples in one bin, see `lossbook.metrics.calibration`).
+#   pile up at 1.0 (equal-mass then keeps the tied samples in one bin, see `lossbook.calibration.metrics`).
 # * **T by NLL vs by ECE.** `T_ece_grid` (the grid search on validation ECE used by
 #   `focal_calibration`) lands near the NLL fit but is noisier, which is why Guo et al. fit NLL.
 # * **digits** (`dataset="digits"`) is an easy task (~97% accuracy): the nets end up only mildly

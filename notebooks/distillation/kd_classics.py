@@ -62,9 +62,9 @@ import torch
 
 from lossbook import claims, plotting, repro
 from lossbook.data.classification import load_dataset
-from lossbook.losses import distillation as D
+from lossbook.distillation import losses as D
+from lossbook.distillation import train as distill
 from lossbook.models.mlp import MLP
-from lossbook.train import distill
 
 plotting.setup()
 dev = repro.get_device(device)

@@ -63,8 +63,8 @@ import torch.nn.functional as F
 from sklearn.kernel_ridge import KernelRidge
 
 from lossbook import claims, plotting, repro
-from lossbook import distill_theory as dt
 from lossbook.data.classification import load_dataset
+from lossbook.distillation import theory as dt
 from lossbook.stats import verdict_greater
 
 plotting.setup()

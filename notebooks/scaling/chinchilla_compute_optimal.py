@@ -40,9 +40,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from lossbook import claims, plotting, repro, tracking
-from lossbook.data.markov import MarkovSource
 from lossbook.scaling.analysis import decades
 from lossbook.scaling.fit import envelope_approach, fit_chinchilla, isoflop_approach
+from lossbook.scaling.markov import MarkovSource
 from lossbook.scaling.sweep import gpt_size, isoflop_widths, predicted_optimal_loss, run_point
 
 tracking.attach(mlflow_run_id, "chinchilla_compute_optimal", globals())

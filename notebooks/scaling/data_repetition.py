@@ -35,8 +35,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from lossbook import claims, plotting, repro, tracking
-from lossbook.data.shakespeare import load_shakespeare
 from lossbook.scaling.repetition import effective_data, fit_base_law, fit_r_star
+from lossbook.scaling.shakespeare import load_shakespeare
 from lossbook.scaling.sweep import run_point
 
 tracking.attach(mlflow_run_id, "data_repetition", globals())

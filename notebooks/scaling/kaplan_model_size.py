@@ -36,9 +36,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from lossbook import claims, plotting, repro, tracking
-from lossbook.data.markov import MarkovSource
 from lossbook.scaling.analysis import decades, group_residual_spread
 from lossbook.scaling.fit import fit_power_law
+from lossbook.scaling.markov import MarkovSource
 from lossbook.scaling.sweep import run_point
 
 tracking.attach(mlflow_run_id, "kaplan_model_size", globals())

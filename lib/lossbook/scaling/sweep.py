@@ -26,8 +26,8 @@ import torch
 from lossbook import repro
 from lossbook.cache import cached
 from lossbook.data.lm_batches import eval_windows, window_batches
-from lossbook.data.markov import MarkovSource
 from lossbook.models.gpt import GPT, GPTConfig, count_params_by_hand
+from lossbook.scaling.markov import MarkovSource
 from lossbook.train.lm import evaluate_lm, train_lm
 
 _SOURCES: dict[str, Any] = {}
@@ -81,7 +81,7 @@ def _train_point(cfg: dict[str, Any]) -> dict[str, Any]:
         val_batches, true_nll = _markov_eval(src, mcfg["block_size"], data.get("eval_tokens", 32768), data["seed"])
         H = src.entropy_rate()
     elif data["kind"] == "shakespeare":
-        from lossbook.data.shakespeare import load_shakespeare
+        from lossbook.scaling.shakespeare import load_shakespeare
 
         corpus = load_shakespeare()
         V = corpus.vocab_size

@@ -9,7 +9,6 @@ through a `tracking.MetricLogger` (whose NaN check sees "loss") and returns the 
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from lossbook.optim import make_optimizer
 from lossbook.optim.schedules import lr_multiplier
 from lossbook.repro import autocast, get_device
 
@@ -43,21 +43,6 @@ def lm_loss(logits: Tensor, targets: Tensor, ignore_index: int = -100, reduction
         n = (targets != ignore_index).sum()
         return flat.sum() / n.clamp(min=1)
     raise ValueError(f"reduction must be mean, sum or none, got {reduction!r}")
-
-
-def make_optimizer(
-    model: nn.Module, lr: float, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.95), fused: bool | None = None
-) -> torch.optim.AdamW:
-    """AdamW with weight decay on ≥2-D parameters (matrices, embeddings) and none on gains/biases (nanoGPT)."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.dim() >= 2 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    kw: dict[str, Any] = {}
-    if fused is not None:
-        kw["fused"] = fused
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, **kw)
 
 
 def _flops_per_token(model: nn.Module, seq_len: int) -> float:
@@ -98,18 +83,19 @@ def train_lm(
     (over the steps since the last log). `eval_fn(step) -> dict` runs every `eval_every` steps (if > 0) and after
     the last step; its values are logged and stored under `eval/<key>` in the history.
 
-    A non-finite loss raises `tracking.NonFiniteLossError` naming the step (via the logger's check when a
-    logger is given, else here). Returns {"step", "loss", "lr", "grad_norm", "tokens", "flops", "tokens_per_s",
+    A non-finite loss raises `tracking.NonFiniteLossError` naming the step (the logger's guard,
+    `MetricLogger.check_finite`). Returns {"step", "loss", "lr", "grad_norm", "tokens", "flops", "tokens_per_s",
     "flops_per_s", "eval": [{"step": s, ...}], "wall_s", "final_loss", "total_tokens", "total_flops"}.
     """
     from tqdm.auto import tqdm
 
-    from lossbook.tracking import NonFiniteLossError
+    from lossbook import tracking
 
+    guard = logger if logger is not None else tracking.MetricLogger(to_run=False)
     dev = get_device(str(device)) if not isinstance(device, torch.device) else device
     model.to(dev)
     model.train()
-    opt = make_optimizer(model, lr, weight_decay, betas)
+    opt = make_optimizer(model, "adamw", lr, weight_decay=weight_decay, betas=betas, decay_matrices_only=True)
     fwd = torch.compile(model) if compile else model
     skw = dict(schedule_kwargs or {})
     hist: dict[str, Any] = {k: [] for k in ("step", "loss", "lr", "grad_norm", "tokens", "flops", "tokens_per_s", "flops_per_s")}
@@ -148,10 +134,7 @@ def train_lm(
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
         loss_val = float(loss.detach())
-        if not math.isfinite(loss_val):
-            if logger is not None:
-                logger.log(step, loss=loss_val)  # flushes and raises
-            raise NonFiniteLossError(f"non-finite loss {loss_val} at step {step}; lower the learning rate or check the inputs.")
+        guard.check_finite(step, loss=loss_val)
         opt.step()
         tokens += x.numel()
         flops += fpt * x.numel()
