@@ -57,7 +57,7 @@ threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps
 device = "auto"
 
 # %%
-from lossbook import claims, plotting, repro, tracking
+from lossbook import claims, plotting, repro, stats, tracking
 
 tracking.attach(mlflow_run_id, "calibration_losses", globals())
 plotting.setup()
@@ -211,7 +211,7 @@ def verdict(lo: float, hi: float) -> bool | None:
 checks = {}
 for name in ("focal", "flsd53", "brier"):
     if name in losses and "ce" in losses:
-        m, lo, hi = cm.bootstrap_mean_ci(paired(clean, "ce", name, "ece_before"), n_boot=n_boot)
+        m, lo, hi = stats.mean_ci(paired(clean, "ce", name, "ece_before"), n_boot=n_boot).astuple()
         checks[name] = (m, lo, hi)
 if checks:
     vs = [verdict(lo, hi) for _, lo, hi in checks.values()]
@@ -257,7 +257,7 @@ if "label_smoothing" in losses:
         passed=bool((tls < 1).all()),
     )
 if {"ce", "gce"} <= set(noise_losses) and len(noisy):
-    m, lo, hi = cm.bootstrap_mean_ci(paired(noisy, "gce", "ce", "acc_before"), n_boot=n_boot)
+    m, lo, hi = stats.mean_ci(paired(noisy, "gce", "ce", "acc_before"), n_boot=n_boot).astuple()
     claims.record(
         "gce_beats_ce_under_label_noise",
         statement=f"under {noise_rate:.0%} symmetric label noise GCE reaches higher test accuracy than CE",
@@ -268,8 +268,8 @@ if {"ce", "gce"} <= set(noise_losses) and len(noisy):
         passed=verdict(lo, hi),
     )
 if {"ce", "squentropy"} <= set(losses):
-    m, lo, hi = cm.bootstrap_mean_ci(paired(clean, "ce", "squentropy", "ece_before"), n_boot=n_boot)
-    am, alo, ahi = cm.bootstrap_mean_ci(paired(clean, "squentropy", "ce", "acc_before"), n_boot=n_boot)
+    m, lo, hi = stats.mean_ci(paired(clean, "ce", "squentropy", "ece_before"), n_boot=n_boot).astuple()
+    am, alo, ahi = stats.mean_ci(paired(clean, "squentropy", "ce", "acc_before"), n_boot=n_boot).astuple()
     claims.record(
         "squentropy_lower_ece_than_ce",
         statement="squentropy gives lower ECE than CE with the same hyper-parameters",

@@ -64,7 +64,7 @@ n_boot = 500
 debias_max_n = 3000
 
 # %%
-from lossbook import claims, plotting, tracking
+from lossbook import claims, plotting, stats, tracking
 
 tracking.attach(mlflow_run_id, "calibration_metrics", globals())
 plotting.setup()
@@ -216,8 +216,8 @@ for seed in seeds:
         probs = np.stack([1 - s, s], 1)
         b_lit, b_lib = balance_four_cases(s, y), cm.balance_score(probs, y)
         max_dev = max(max_dev, abs(b_lit - b_lib))
-        b, blo, bhi = cm.bootstrap_ci(cm.balance_score, probs, y, n_boot=n_boot, seed=seed)
-        e, elo, ehi = cm.bootstrap_ci(cm.ece, probs, y, n_boot=n_boot, seed=seed)
+        b, blo, bhi = stats.bootstrap_ci(cm.balance_score, probs, y, n_boot=n_boot, seed=seed)
+        e, elo, ehi = stats.bootstrap_ci(cm.ece, probs, y, n_boot=n_boot, seed=seed)
         bal_rows.append({"seed": seed, "model": name, "balance": b, "balance_lo": blo, "balance_hi": bhi,
                          "ece": e, "ece_lo": elo, "ece_hi": ehi, "true_ece": m.true_ce()})
 bal = pd.DataFrame(bal_rows)
@@ -257,7 +257,7 @@ claims.record(
 
 small = est[est.n <= debias_max_n]
 diff = (small.err_plugin - small.err_debiased).to_numpy()
-d_mean, d_lo, d_hi = cm.bootstrap_mean_ci(diff, n_boot=10000, seed=0)
+d_mean, d_lo, d_hi = stats.mean_ci(diff, n_boot=10000, seed=0).astuple()
 claims.record(
     "debiased_l2_closer_to_truth",
     statement="the debiased L2 calibration error is closer to the true L2 CE than the plug-in L2 estimate",

@@ -70,7 +70,7 @@ threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps
 device = "auto"
 
 # %%
-from lossbook import claims, plotting, repro, tracking
+from lossbook import claims, plotting, repro, stats, tracking
 
 tracking.attach(mlflow_run_id, "correctness_aware_calibration", globals())
 plotting.setup()
@@ -262,7 +262,7 @@ def per_seed(test_name: str, name: str, col: str) -> pd.Series:
 
 
 def judged(diff: np.ndarray) -> tuple[float, float, float, bool | None]:
-    m, lo, hi = cm.bootstrap_mean_ci(diff, n_boot=n_boot)
+    m, lo, hi = stats.mean_ci(diff, n_boot=n_boot).astuple()
     return m, lo, hi, claims.decide(reproduced=lo > 0, refuted=hi < 0)
 
 
@@ -342,7 +342,7 @@ display((100 * look[["acc", "conf", "ece"]]).round(2).join(look[["acc − conf (
 a_val = float(res[(res.test == "test") & (res.calibrator == "uncalibrated")].acc.mean())
 print(f"balanced optimum at r = A = {a_val:.2f}: c* = {(1 - a_val) * a_val / ((1 - a_val) * a_val + a_val * (1 - a_val)):.2f}")
 d_id = (per_seed("test", "CA", "ece") - per_seed("test", "TS", "ece")).to_numpy()
-m, lo, hi = cm.bootstrap_mean_ci(d_id, n_boot=n_boot)
+m, lo, hi = stats.mean_ci(d_id, n_boot=n_boot).astuple()
 print(f"in-distribution ECE, CA − TS: {100 * m:.2f} pp [{100 * lo:.2f}, {100 * hi:.2f}] (positive: CA worse)")
 tracking.log_metrics({"analysis/id_ece_ca_minus_ts": m})
 

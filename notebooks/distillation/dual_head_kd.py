@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lossbook import claims, plotting, repro
+from lossbook import claims, plotting, repro, stats
 from lossbook.data.classification import load_dataset
 from lossbook.distillation import losses as D
 from lossbook.distillation import train as distill
@@ -218,17 +218,13 @@ tracking.log_figure(fig, "gradient_cosine_and_probe")
 # ## Claims
 
 # %%
-def fmt(c) -> str:
-    return f"{100 * c.diff:+.2f} pp [{100 * c.low:+.2f}, {100 * c.high:+.2f}]"
-
-
 acc = summary["mean ± std"].to_dict()
 a1, a2 = cis[(one, "ce")], cis[(one, "binary_kl")]
 claims.record(
     "one_head_worse_than_both",
     statement="CE + BinaryKL on one linear head is worse than CE alone and than BinaryKL alone",
     paper="Yang et al. 2024 (DHKD), Fig. 1", paper_value="CE+BinaryKL < min(CE, BinaryKL) (CIFAR-100; table not retrieved)",
-    measured=f"one head {acc[one]}, CE {acc['ce']}, BinaryKL {acc['binary_kl']}; vs CE {fmt(a1)}, vs BinaryKL {fmt(a2)}",
+    measured=f"one head {acc[one]}, CE {acc['ce']}, BinaryKL {acc['binary_kl']}; vs CE {stats.format_ci(a1)}, vs BinaryKL {stats.format_ci(a2)}",
     threshold="both paired CIs below 0 → reproduced; either above 0 → not reproduced; else inconclusive",
     passed=claims.decide(reproduced=a1.high < 0 and a2.high < 0, refuted=a1.low > 0 or a2.low > 0),
 )
@@ -237,7 +233,7 @@ claims.record(
     "dhkd_beats_ce_and_kd",
     statement="DHKD (CE on the main head, BinaryKL-Norm on an auxiliary head) beats CE and KD",
     paper="Yang et al. 2024 (DHKD)", paper_value="DHKD > KD > CE (CIFAR-100 / ImageNet; table not retrieved)",
-    measured=f"DHKD {acc['dhkd']}, CE {acc['ce']}, KD {acc['kd']}; vs CE {fmt(b1)}, vs KD {fmt(b2)}",
+    measured=f"DHKD {acc['dhkd']}, CE {acc['ce']}, KD {acc['kd']}; vs CE {stats.format_ci(b1)}, vs KD {stats.format_ci(b2)}",
     threshold="both paired CIs above 0 → reproduced; either below 0 → not reproduced; else inconclusive",
     passed=claims.decide(reproduced=b1.low > 0 and b2.low > 0, refuted=b1.high < 0 or b2.high < 0),
 )
@@ -253,7 +249,7 @@ claims.record(
     "backbone_not_collapsed",
     statement="A linear probe on the frozen features of the one-head CE+BinaryKL student recovers accuracy its own head lost",
     paper="Yang et al. 2024 (DHKD)", paper_value="the backbone trained with CE+BinaryKL is not worse; the head is what fails",
-    measured=f"probe − own head {fmt(ci_gain)}; probe(one head) − probe(CE) {fmt(ci_vs_ce)}",
+    measured=f"probe − own head {stats.format_ci(ci_gain)}; probe(one head) − probe(CE) {stats.format_ci(ci_vs_ce)}",
     threshold="probe − head CI above 0 and probe vs CE-probe CI not below 0 → reproduced; either below 0 → not reproduced; else inconclusive",
     passed=claims.decide(reproduced=ci_gain.low > 0 and ci_vs_ce.high >= 0, refuted=ci_gain.high < 0 or ci_vs_ce.high < 0),
 )

@@ -60,7 +60,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lossbook import claims, plotting, repro
+from lossbook import claims, plotting, repro, stats
 from lossbook.data.classification import load_dataset
 from lossbook.distillation import losses as D
 from lossbook.distillation import train as distill
@@ -238,24 +238,20 @@ sw
 # ## Claims
 
 # %%
-def fmt(ci) -> str:
-    return f"{100 * ci.diff:+.2f} pp, 95% CI [{100 * ci.low:+.2f}, {100 * ci.high:+.2f}]"
-
-
 acc = {m: summary.loc[m, "mean ± std"] for m in summary.index}
 RULE = "paired bootstrap 95% CI of mean(A − B) over seeds above 0 → reproduced; below 0 → not reproduced; else inconclusive"
 v, ci = cis["kd_vs_student"]
 claims.record("kd_beats_student", statement="KD (0.1·CE + 0.9·T²·KL, T = 4) beats the student trained alone",
               paper="Hinton et al. 2015; mdistiller README", paper_value="73.33 vs 72.50 (+0.83)",
-              measured=f"KD {acc['kd']} vs student {acc['student']}: {fmt(ci)}", threshold=RULE, passed=v,
+              measured=f"KD {acc['kd']} vs student {acc['student']}: {stats.format_ci(ci)}", threshold=RULE, passed=v,
               details={"diff": ci.diff, "low": ci.low, "high": ci.high})
 v, ci = cis["dkd_vs_kd"]
 claims.record("dkd_beats_kd", statement="DKD (α = 1, β = 8, T = 4) beats KD", paper="Zhao et al. 2022 (mdistiller README)",
-              paper_value="76.32 vs 73.33 (+2.99)", measured=f"DKD {acc['dkd']} vs KD {acc['kd']}: {fmt(ci)}",
+              paper_value="76.32 vs 73.33 (+2.99)", measured=f"DKD {acc['dkd']} vs KD {acc['kd']}: {stats.format_ci(ci)}",
               threshold=RULE, passed=v, details={"diff": ci.diff, "low": ci.low, "high": ci.high})
 v, ci = cis["dist_vs_kd"]
 claims.record("dist_beats_kd", statement="DIST beats KD", paper="Huang et al. 2022 (ND README re-run)",
-              paper_value="75.79 vs 73.33 (+2.46)", measured=f"DIST {acc['dist']} vs KD {acc['kd']}: {fmt(ci)}",
+              paper_value="75.79 vs 73.33 (+2.46)", measured=f"DIST {acc['dist']} vs KD {acc['kd']}: {stats.format_ci(ci)}",
               threshold=RULE, passed=v, details={"diff": ci.diff, "low": ci.low, "high": ci.high})
 ratio = grad_df["mean|T²-scaled grad|"].max() / grad_df["mean|T²-scaled grad|"].min()
 unscaled_drop = grad_df["mean|unscaled KL grad|"].iloc[0] / grad_df["mean|unscaled KL grad|"].iloc[-1]

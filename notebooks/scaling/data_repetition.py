@@ -48,12 +48,14 @@ D_total = steps * batch_size * block_size
 print(f"Shakespeare: {len(corpus.data):,} characters, vocab {corpus.vocab_size}; D = {D_total:,} tokens per run")
 
 
+data_cfg = {"kind": "shakespeare", "val_fraction": 0.05, "eval_tokens": eval_tokens, "vocab_size": corpus.vocab_size}
+train_cfg = {"batch_size": batch_size, "lr": lr, "seed": seed, "n_evals": n_evals}
+
+
 def point(n_layer: int, d: int, n_steps: int, unique: int, p_drop: float) -> dict:
-    cfg = {"data": {"kind": "shakespeare", "val_fraction": 0.05, "unique_tokens": int(unique), "eval_tokens": eval_tokens, "vocab_size": corpus.vocab_size},
-           "model": {"n_layer": n_layer, "d_model": d, "n_head": max(1, d // 16), "block_size": block_size, "dropout": p_drop},
-           "train": {"steps": n_steps, "batch_size": batch_size, "lr": lr, "warmup": min(warmup, n_steps // 5), "seed": seed, "n_evals": n_evals}, "device": device}
-    r = run_point(cfg, name=f"repeat/L{n_layer}-d{d}-U{unique}-p{p_drop}-s{n_steps}")
-    return {k: v for k, v in r.items() if not isinstance(v, dict)}
+    model = {"n_layer": n_layer, "d_model": d, "n_head": max(1, d // 16), "block_size": block_size, "dropout": p_drop}
+    cfg = {"data": {**data_cfg, "unique_tokens": int(unique)}, "model": model, "train": {**train_cfg, "steps": n_steps, "warmup": min(warmup, n_steps // 5)}, "device": device}
+    return {k: v for k, v in run_point(cfg, name=f"repeat/L{n_layer}-d{d}-U{unique}-p{p_drop}-s{n_steps}").items() if not isinstance(v, dict)}
 
 
 # %% [markdown]

@@ -30,8 +30,6 @@ from typing import Literal
 import numpy as np
 import torch
 
-from lossbook.stats import paired_bootstrap_ci
-
 ArrayLike = np.ndarray | torch.Tensor | list
 Strategy = Literal["uniform", "quantile"]
 
@@ -42,8 +40,6 @@ __all__ = [
     "as_numpy",
     "balance_score",
     "bin_stats",
-    "bootstrap_ci",
-    "bootstrap_mean_ci",
     "brier",
     "calibration_error",
     "classwise_ece",
@@ -54,7 +50,6 @@ __all__ = [
     "nll",
     "offsetting_model",
     "oscillating_model",
-    "paired_bootstrap_diff",
     "reliability_diagram",
     "summary_metrics",
     "temperature_model",
@@ -313,65 +308,6 @@ def reliability_diagram(
     c, a = confidence_and_correct(probs, labels)
     s = bin_stats(c, a, n_bins, strategy)
     return ReliabilityData(s.lower, s.upper, s.conf, s.outcome, s.count, calibration_error(c, a, n_bins, strategy), strategy)
-
-
-def bootstrap_ci(
-    metric: Callable[..., float],
-    *arrays: ArrayLike,
-    n_boot: int = 1000,
-    alpha: float = 0.05,
-    seed: int = 0,
-) -> tuple[float, float, float]:
-    """Percentile bootstrap over examples: (metric on the full data, lower, upper) at level 1 - alpha.
-
-    `metric(*arrays)` is re-evaluated on `n_boot` resamples of the rows (the same rows for every array),
-    e.g. `bootstrap_ci(ece, probs, labels)`. Efron & Tibshirani 1993; Kumar et al. 2019 report such CIs.
-    """
-    arrs = [as_numpy(a, np.int64 if _is_int(a) else np.float64) for a in arrays]
-    n = len(arrs[0])
-    rng = np.random.default_rng(seed)
-    stats = np.empty(n_boot)
-    for b in range(n_boot):
-        idx = rng.integers(0, n, n)
-        stats[b] = metric(*(a[idx] for a in arrs))
-    lo, hi = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
-    return float(metric(*arrs)), float(lo), float(hi)
-
-
-def paired_bootstrap_diff(
-    metric: Callable[..., float],
-    probs_a: ArrayLike,
-    probs_b: ArrayLike,
-    labels: ArrayLike,
-    n_boot: int = 1000,
-    alpha: float = 0.05,
-    seed: int = 0,
-) -> tuple[float, float, float]:
-    """Paired bootstrap of metric(a) - metric(b) on the same examples: (difference, lower, upper)."""
-    pa, pb, y = as_numpy(probs_a), as_numpy(probs_b), as_numpy(labels, np.int64)
-    rng = np.random.default_rng(seed)
-    diffs = np.empty(n_boot)
-    for b in range(n_boot):
-        idx = rng.integers(0, len(y), len(y))
-        diffs[b] = metric(pa[idx], y[idx]) - metric(pb[idx], y[idx])
-    lo, hi = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
-    return float(metric(pa, y) - metric(pb, y)), float(lo), float(hi)
-
-
-def bootstrap_mean_ci(values: ArrayLike, n_boot: int = 10000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float, float]:
-    """Percentile bootstrap CI of a mean (e.g. of per-seed differences): (mean, lower, upper).
-
-    The same estimator as `lossbook.stats.paired_bootstrap_ci` (the values are the paired differences).
-    """
-    v = as_numpy(values).ravel()
-    ci = paired_bootstrap_ci(v, np.zeros_like(v), n_boot=n_boot, alpha=alpha, seed=seed)
-    return ci.diff, ci.low, ci.high
-
-
-def _is_int(a: ArrayLike) -> bool:
-    if isinstance(a, torch.Tensor):
-        return not a.is_floating_point()
-    return np.issubdtype(np.asarray(a).dtype, np.integer)
 
 
 # ---------------------------------------------------------------------------------------------------

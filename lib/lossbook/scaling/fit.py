@@ -27,6 +27,9 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp, softmax
 from threadpoolctl import threadpool_limits
 
+from lossbook import stats
+from lossbook.stats import percentile_ci
+
 TIGHT = {"ftol": 1e-15, "gtol": 1e-12, "maxiter": 2_000, "maxfun": 4_000}
 SCIPY_DEFAULT: dict[str, float] = {}
 
@@ -149,29 +152,16 @@ def _top_starts(grid: np.ndarray, logx: np.ndarray, logy: np.ndarray, delta: flo
     return [grid[i] for i in np.argsort(scores)[:n]]
 
 
-def _resample_groups(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    uniq = np.unique(groups)
-    pick = rng.choice(uniq, size=len(uniq), replace=True)
-    return np.concatenate([np.flatnonzero(groups == g) for g in pick])
-
-
 def bootstrap(
     fit_one: Callable[[np.ndarray], dict[str, float]], n_rows: int, groups: Sequence[Any] | None, n_boot: int, seed: int = 0
 ) -> dict[str, np.ndarray]:
-    """Run `fit_one(row_indices) -> {name: value}` on `n_boot` resamples of whole groups (runs); rows if no groups."""
-    rng = np.random.default_rng(seed)
-    g = np.arange(n_rows) if groups is None else np.asarray(groups)
+    """Run `fit_one(row_indices) -> {name: value}` on `n_boot` resamples of whole groups (runs); rows if no groups
+    (`lossbook.stats.bootstrap_samples`)."""
     out: dict[str, list[float]] = {}
-    for _ in range(n_boot):
-        idx = _resample_groups(g, rng)
-        for k, v in fit_one(idx).items():
+    for res in stats.bootstrap_samples(fit_one, n_rows, n_boot, seed, groups=groups):
+        for k, v in res.items():
             out.setdefault(k, []).append(v)
     return {k: np.asarray(v) for k, v in out.items()}
-
-
-def percentile_ci(samples: dict[str, np.ndarray], level: float = 0.95) -> dict[str, tuple[float, float]]:
-    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
-    return {k: (float(np.nanpercentile(v, lo)), float(np.nanpercentile(v, hi))) for k, v in samples.items()}
 
 
 # --------------------------------------------------------------------------------------------- power law
