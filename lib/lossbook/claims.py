@@ -55,13 +55,17 @@ def record(
     *,
     paper_value: str = "",
     details: dict[str, Any] | None = None,
+    protocol: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Record one claim and print a one-line verdict.
 
     name: short id (`[a-z0-9_]`), statement: the claim in words, paper: the citation, measured: our number
     (or a short string), threshold: the rule written before the run (e.g. "T* > 1 in >= 4 of 5 seeds"),
     passed: the rule's outcome (None = inconclusive, e.g. a CI that includes 0), paper_value: the paper's
-    number for the scoreboard. Returns the entry written to `claims.json`.
+    number for the scoreboard. `protocol` holds the replication-protocol fields written by
+    `lossbook.replicate.record` (n_replicates, replicates, ci, guards, diagnosis, kind, why); they are merged
+    into the entry and mirrored to the run as metrics `claim/<name>/n_replicates|ci_low|ci_high` and tags
+    `kind/<name>`, `guards_failed/<name>`, `diagnosis/<name>`. Returns the entry written to `claims.json`.
     """
     if not name.replace("_", "").isalnum():
         raise ValueError(f"claim name {name!r} must be letters, digits and underscores")
@@ -80,6 +84,7 @@ def record(
         "profile": profile,
         "meaningful": profile != "smoke",
         "details": details or {},
+        **(protocol or {}),
     }
     run = mlflow.active_run()
     key = run.info.run_id if run else ""
@@ -88,10 +93,24 @@ def record(
     if run is not None:
         mlflow.log_metric(f"claim/{name}", {True: 1.0, False: 0.0, None: 0.5}[passed])
         mlflow.set_tag(f"verdict/{name}", entry["verdict"] + ("" if entry["meaningful"] else " (smoke)"))
+        if protocol:
+            _log_protocol(name, protocol)
         mlflow.log_dict(entries, "claims.json")
     note = "" if entry["meaningful"] else "  [smoke profile: not meaningful]"
-    print(f"[{entry['verdict'].upper()}] {name}: measured {entry['measured']} vs threshold {threshold}{note}")
+    n = f" (n = {protocol['n_replicates']})" if protocol else ""
+    why = f"\n    {protocol['why']}" if protocol and protocol.get("why") else ""
+    print(f"[{entry['verdict'].upper()}] {name}: measured {entry['measured']} vs threshold {threshold}{n}{note}{why}")
     return entry
+
+
+def _log_protocol(name: str, p: dict[str, Any]) -> None:
+    metrics = {f"claim/{name}/n_replicates": float(p["n_replicates"])}
+    if p.get("ci"):
+        metrics |= {f"claim/{name}/ci_low": float(p["ci"]["low"]), f"claim/{name}/ci_high": float(p["ci"]["high"])}
+    tracking.log_metrics(metrics)
+    failed = ", ".join(g["name"] for g in p.get("guards", []) if not g["passed"])
+    mlflow.set_tags({f"kind/{name}": p.get("kind", ""), f"guards_failed/{name}": failed or "none",
+                     f"diagnosis/{name}": (p.get("diagnosis") or {}).get("text", "")[:5000]})
 
 
 def recorded() -> list[dict[str, Any]]:

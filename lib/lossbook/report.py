@@ -13,7 +13,7 @@ from typing import Any
 
 from lossbook import params, tracking
 
-COLUMNS = ("family", "notebook", "claim", "paper", "paper's number", "ours", "rule", "verdict", "profile", "run")
+COLUMNS = ("family", "notebook", "claim", "paper", "paper's number", "ours", "rule", "n", "CI", "failed guards", "diagnosis", "verdict", "profile", "run")
 
 
 def latest_runs() -> dict[str, Any]:
@@ -29,6 +29,19 @@ def latest_runs() -> dict[str, Any]:
     for r in runs:
         latest.setdefault(r.data.tags.get("notebook", ""), r)
     return latest
+
+
+def protocol_cells(c: dict[str, Any]) -> dict[str, str]:
+    """The replication-protocol columns of one claim: n, CI, failed guards, diagnosis ('' for legacy claims)."""
+    ci = c.get("ci") or {}
+    failed = [f"{g['name']}: {g['detail']}" for g in c.get("guards", []) if not g["passed"]]
+    diag = c.get("diagnosis") or {}
+    return {
+        "n": str(c.get("n_replicates", "")),
+        "CI": f"[{ci['low']:.4g}, {ci['high']:.4g}] ({100 * ci['level']:.0f}%, {ci['method']})" if ci else "",
+        "failed guards": "; ".join(failed),
+        "diagnosis": f"{diag['text']} (ablation: {diag['ablation']})" if diag else "",
+    }
 
 
 def rows() -> list[dict[str, str]]:
@@ -50,7 +63,7 @@ def rows() -> list[dict[str, str]]:
         for c in claims:
             out.append({
                 **base, "claim": c["name"], "paper": c.get("paper", ""), "paper's number": c.get("paper_value", ""),
-                "ours": str(c.get("measured", "")), "rule": c.get("threshold", ""), "verdict": c["verdict"],
+                "ours": str(c.get("measured", "")), "rule": c.get("threshold", ""), **protocol_cells(c), "verdict": c["verdict"],
                 "profile": r.data.tags.get("profile", ""), "run": r.info.run_id,
             })
     return out

@@ -42,7 +42,8 @@ def test_success_logs_everything(fixture_root: Path) -> None:
     assert "claims.json" in arts and "figures/line.png" in arts and "env/requirements.txt" in arts
     assert any(a.startswith("notebook/") and a.endswith(".ipynb") for a in arts)
     assert any(a.startswith("notebook/") and a.endswith(".html") for a in arts)
-    assert [c["verdict"] for c in r.claims] == ["reproduced"] and r.claims[0]["meaningful"]
+    assert [c["verdict"] for c in r.claims] == ["reproduced", "reproduced"] and r.claims[0]["meaningful"]
+    assert r.claims[1]["n_replicates"] == 2 and r.claims[1]["ci"]["method"] == "t" and r.claims[1]["guards"][0]["passed"]
     assert r.output_path.exists() and "trivial [default] finished" in runner.summary(r)
     nb = json.loads(r.output_path.read_text())
     injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
@@ -135,7 +136,9 @@ def test_report_lists_latest_nonsmoke_run_and_not_run(fixture_root: Path, isolat
     runner.run("trivial", "smoke", progress=False)  # newer, but smoke: not on the scoreboard
     md, html = report.write(isolated_store / "report")
     text = md.read_text()
-    assert f"| calibration | trivial | arith | none | 4 | 4 | == 4 | reproduced | default | {r.run_id} |" in text
+    assert f"| calibration | trivial | arith | none | 4 | 4 | == 4 |  |  |  |  | reproduced | default | {r.run_id} |" in text
+    row = next(line for line in text.splitlines() if "arith_replicated" in line).split(" | ")
+    assert row[7:9] == ["2", "[1.415, 2.685] (95%, t)"] and row[11] == "reproduced"  # 2.05 ± 12.706 · 0.05, above 1
     assert "reproduced" in html.read_text()
 
 
