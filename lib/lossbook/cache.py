@@ -44,13 +44,14 @@ def _count(kind: str, what: str) -> None:
 def cached(kind: str, config: Mapping[str, Any], build: Callable[[], T], *, refresh: bool = False) -> T:
     """Load the artefact for (`kind`, `config`) or build, save and return it. `refresh` forces a rebuild.
 
-    The artefact must be torch-saveable (tensors, state dicts, dicts/lists of numbers). A corrupt file
+    The artefact must be tensors, state dicts and dicts/lists of numbers and strings: files load with
+    `weights_only=True`, so a tampered cache file cannot run code. A corrupt or unloadable file
     is rebuilt. The config is saved beside it as JSON so the cache can be inspected by hand.
     """
     path = cache_dir() / kind / f"{config_hash(config)}.pt"
     if path.exists() and not refresh:
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=False)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
             print(f"cache hit: {kind} {path.name}")
             _count(kind, "hits")
             return obj

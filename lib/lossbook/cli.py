@@ -106,7 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--set", action="append", metavar="KEY=VALUE")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(fn=_sweep)
-    args = p.parse_args(argv)
+    args, extra = p.parse_known_args(argv)
+    # `run x --profile smoke seed=3` (the Makefile's order): argparse leaves key=value tokens that follow an
+    # option unparsed; they are overrides like the ones before it. Anything else is still an error.
+    stray = [t for t in extra if t.startswith("-") or "=" not in t or args.cmd != "run"]
+    if stray:
+        p.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = [*(args.overrides or []), *extra]
     return args.fn(args)
 
 

@@ -111,6 +111,8 @@ def test_cli_bad_input_exits_nonzero_before_anything_runs(fixture_root: Path, is
         (["run", "trivial", "--profile", "huge"], "unknown profile 'huge'"),
         (["run", "trivial", "stepz=3"], "unknown parameter 'stepz'"),
         (["run", "trivial", 'steps="ten"'], "parameter 'steps'"),
+        (["run", "trivial", "--profile", "smoke", "stepz=3"], "unknown parameter 'stepz'"),  # overrides after an option
+        (["run", "trivial", "--profile", "smoke", "--bogus"], "unrecognized arguments: --bogus"),
     ]:
         p = subprocess.run([sys.executable, "-m", "lossbook.cli", *args], capture_output=True, text=True, timeout=60)
         assert p.returncode == 2, p.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lossbook import report, runner, tracking
+from lossbook import REPO_ROOT, report, runner, tracking
 
 
 def _client() -> MlflowClient:
@@ -154,3 +154,13 @@ def test_cli_list_and_sweep(fixture_root: Path, capsys: pytest.CaptureFixture[st
     )
     assert sorted(r.data.params["steps"] for r in runs) == ["1", "2"]
     assert cli.main(["sweep", "trivial", "--grid", "steps"]) == 2
+
+
+def test_make_run_with_params_as_the_readme_types_it(fixture_root: Path, isolated_store: Path) -> None:
+    """`make run NOTEBOOK=x PROFILE=smoke PARAMS="k=v k=v"`: the Makefile puts the overrides after --profile."""
+    env = {**os.environ, "LOSSBOOK_ROOT": str(fixture_root)}
+    p = subprocess.run(["make", "-s", "-C", str(REPO_ROOT), "run", "NOTEBOOK=trivial", "PROFILE=smoke", "PARAMS=steps=2 lr=0.5"],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    run = _client().get_run(p.stdout.split("MLflow run ")[1].split()[0])
+    assert run.data.params["steps"] == "2" and run.data.params["lr"] == "0.5" and run.data.tags["profile"] == "smoke"

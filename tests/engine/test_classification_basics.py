@@ -28,6 +28,18 @@ def test_mnist1d_and_digits_splits() -> None:
     assert sum(d.sizes().values()) == 1797
 
 
+def test_data_seed_draws_independent_data() -> None:
+    canon, again = load_dataset("mnist1d"), load_dataset("mnist1d", data_seed=42)
+    assert torch.equal(canon.x_test, again.x_test)  # None is the canonical generator seed 42
+    fresh, fresh2 = load_dataset("mnist1d", data_seed=1), load_dataset("mnist1d", data_seed=1)
+    assert torch.equal(fresh.x_test, fresh2.x_test) and not torch.equal(fresh.x_test, canon.x_test)
+    assert fresh.sizes() == canon.sizes() and np.bincount(fresh.y_test.numpy(), minlength=10).min() > 50
+    d0, d1 = load_dataset("digits"), load_dataset("digits", data_seed=1)
+    assert torch.equal(d0.x_test, load_dataset("digits", data_seed=0).x_test) and not torch.equal(d0.x_test, d1.x_test)
+    with pytest.raises(ValueError, match="data_seed must be None"):
+        load_dataset("cifar10", data_seed=1)
+
+
 def test_unknown_and_missing_external_datasets(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown dataset 'mnist2d'"):
         load_dataset("mnist2d")

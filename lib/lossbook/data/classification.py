@@ -2,7 +2,9 @@
 
 MNIST-1D comes from the `mnist1d` package's procedural generator (`make_dataset`, canonical seed 42:
 4000 train / 1000 test signals of length 40, 10 classes); its download path is never used. Digits are
-scikit-learn's 8x8 images (1797) flattened to 64 values in [0, 1]. CIFAR-10/100 are read from the
+scikit-learn's 8x8 images (1797) flattened to 64 values in [0, 1]. `data_seed` draws a fresh data set
+(MNIST-1D: a new generator seed; digits: a new train/test partition) so that replicates of a claim are
+independent; `None` is the canonical draw. CIFAR-10/100 are read from the
 python-pickle batches a user has at home (`root=`), with a clear error when they are not there.
 """
 
@@ -52,12 +54,12 @@ def _mnist1d(num_samples: int, data_seed: int) -> tuple[np.ndarray, np.ndarray, 
     return d["x"], d["y"], d["x_test"], d["y_test"]
 
 
-def _digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _digits(data_seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
 
     x, y = load_digits(return_X_y=True)
     x = x / 16.0
-    rng = np.random.default_rng(0)  # fixed train/test split, independent of the run's seed
+    rng = np.random.default_rng(data_seed)  # the train/test partition, independent of the run's seed
     perm = rng.permutation(len(y))
     n_test = 360
     te, tr = perm[:n_test], perm[n_test:]
@@ -96,6 +98,7 @@ def load_dataset(
     name: str = "mnist1d",
     *,
     seed: int = 0,
+    data_seed: int | None = None,
     n_train: int | None = None,
     val_fraction: float = 0.2,
     num_samples: int = 5000,
@@ -103,13 +106,16 @@ def load_dataset(
 ) -> Split:
     """Load `name`, hold out `val_fraction` of the training set for validation (shuffled by `seed`).
 
-    n_train caps the training set after the split (None: all). num_samples sets MNIST-1D's size
-    (train 80%, test 20%). The test set never depends on `seed`.
+    data_seed draws the data set itself (None: the canonical draw, MNIST-1D seed 42 / digits partition 0;
+    CIFAR is fixed and accepts only None). n_train caps the training set after the split (None: all).
+    num_samples sets MNIST-1D's size (train 80%, test 20%). The test set depends on `data_seed`, never on `seed`.
     """
     if name == "mnist1d":
-        x, y, xt, yt = _mnist1d(num_samples, 42)
+        x, y, xt, yt = _mnist1d(num_samples, 42 if data_seed is None else data_seed)
     elif name == "digits":
-        x, y, xt, yt = _digits()
+        x, y, xt, yt = _digits(0 if data_seed is None else data_seed)
+    elif name in EXTERNAL and data_seed is not None:
+        raise ValueError(f"{name} is a fixed data set read from disk: data_seed must be None, got {data_seed}.")
     elif name in EXTERNAL:
         x, y, xt, yt = _cifar(name, data_root)
     else:
