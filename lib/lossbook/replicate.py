@@ -6,8 +6,9 @@ A notebook records a claim in three steps, all written before the run:
    teacher or initialisation: whatever the paper's variance is about) -> ``values``.
 2. **A rule over replicates** -> an ``Outcome`` (``passed`` True / False / None):
    ``mean_ci_rule`` (Student-t CI of the mean, e.g. of paired differences, against a threshold),
-   ``median_ci_rule`` (distribution-free order-statistic CI of the median) and ``k_of_n_rule``
-   ("≥ k of n replicates"). Each refuses n < 2 unless the profile is ``smoke``.
+   ``mean_within_rule`` (the same CI inside an interval: equivalence), ``median_ci_rule``
+   (distribution-free order-statistic CI of the median) and ``k_of_n_rule`` ("≥ k of n replicates");
+   ``all_of`` combines them. Each refuses n < 2 unless the profile is ``smoke``.
 3. **Guards** (``converged``, ``plateaued``, ``progress_reached``, ``not_at_boundary``, ``bracketed``), checked
    before the rule is read: a failed guard makes the verdict *inconclusive*, names the guard and says what
    would fix it. A *not reproduced* verdict needs a ``Diagnosis`` backed by an ablation in the notebook;
@@ -150,6 +151,26 @@ def k_of_n_rule(flags: Sequence[bool] | np.ndarray, k: int) -> Outcome:
     hits = int(f.sum())
     ci = sps.binomtest(hits, f.size).proportion_ci(0.95, method="exact")
     return Outcome(hits >= k, hits / f.size, int(f.size), f">= {k} of {f.size} replicates", CI(float(ci.low), float(ci.high), 0.95, "Clopper-Pearson"))
+
+
+def mean_within_rule(values: Sequence[float] | np.ndarray, low: float, high: float, level: float = 0.95) -> Outcome:
+    """Equivalence: the Student-t CI of the mean over replicates lies inside ``[low, high]`` (reproduced),
+    entirely outside it (refuted), or overlaps an edge (inconclusive). E.g. "the exponent is −1/2 ± 0.1"."""
+    o = mean_ci_rule(values, low, "above", level)
+    lo, hi = o.ci.low, o.ci.high
+    passed = None if o.n < 2 else True if (low <= lo and hi <= high) else False if (hi < low or lo > high) else None
+    rule = f"{100 * level:.0f}% t-CI of the mean over {o.n} replicates inside [{low:g}, {high:g}]"
+    return Outcome(passed, o.statistic, o.n, rule, o.ci)
+
+
+def all_of(*outcomes: Outcome) -> Outcome:
+    """A compound rule: reproduced when every part is, refuted when any part is refuted, else inconclusive.
+    The statistic and CI reported are the first part's; every part must have seen the same n."""
+    if len({o.n for o in outcomes}) != 1:
+        raise ValueError(f"all_of: the parts saw different replicate counts {[o.n for o in outcomes]}")
+    ps = [o.passed for o in outcomes]
+    passed = False if False in ps else True if all(p is True for p in ps) else None
+    return Outcome(passed, outcomes[0].statistic, outcomes[0].n, " AND ".join(o.rule for o in outcomes), outcomes[0].ci)
 
 
 # --------------------------------------------------------------------------------------------------- guards

@@ -161,3 +161,30 @@ def test_notebooks_hold_no_long_functions() -> None:
     bad = {str(p.relative_to(REPO_ROOT)): d for p in sorted((REPO_ROOT / "notebooks").glob("*/*.py")) if (d := long_defs(p.read_text()))}
     assert not bad, f"move these into the family package: {bad}"
     assert long_defs("def f():\n    a = 1\n    b = 2\n    c = 3\n    d = 4\n    return a\n") == ["f (6 lines)"]
+
+
+def seed_name_problem(name: str, value: object) -> str | None:
+    """The book's seed names: `seed` / `<thing>_seed` hold one int, `seeds` / `<thing>_seeds` a list, and a
+    count of seeds is `n_<thing>_seeds`. Returns what is wrong with (name, value), or None."""
+    if "seed" not in name:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | list):
+        return f"{name} = {value!r}: a seed parameter holds an int or a list of ints"
+    if isinstance(value, list):
+        return None if name.endswith("seeds") and not name.startswith("n_") else f"{name} is a list: call it <thing>_seeds"
+    if name.startswith("n_"):
+        return None if name.endswith("_seeds") else f"{name} is a count of seeds: call it n_<thing>_seeds"
+    return None if name == "seed" or name.endswith("_seed") else f"{name} holds one seed: call it <thing>_seed (a count is n_<thing>_seeds)"
+
+
+def test_seed_parameters_follow_one_convention() -> None:
+    from lossbook import params
+
+    bad = []
+    for name, nb in params.discover(REPO_ROOT).items():
+        for key, value in params.parameters_cell(nb.path).items():
+            if problem := seed_name_problem(key, value):
+                bad.append(f"{name}: {problem}")
+    assert not bad, "\n".join(bad)
+    assert seed_name_problem("lr_sensitivity_seeds", 5) and seed_name_problem("n_seeds", [1]) and seed_name_problem("worlds_seed", [1])
+    assert seed_name_problem("n_prompt_seeds", 10) is None and seed_name_problem("world_seed", 0) is None

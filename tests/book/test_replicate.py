@@ -36,6 +36,18 @@ def test_mean_rule_coverage_at_three_replicates() -> None:
     assert 0.93 <= hits / 2000 <= 0.97  # the true mean lies inside the CI ~95% of the time
 
 
+def test_within_and_all_of() -> None:
+    v = [-0.51, -0.49, -0.50, -0.52, -0.48]
+    assert replicate.mean_within_rule(v, -0.6, -0.4).passed is True
+    assert replicate.mean_within_rule(v, -0.3, 0.0).passed is False
+    assert replicate.mean_within_rule([-0.45, -0.30, -0.62], -0.6, -0.4).passed is None  # CI overlaps an edge
+    yes, no, maybe = (replicate.mean_ci_rule(x) for x in ([1.0, 1.1, 0.9], [-1.0, -1.1, -0.9], [-1.0, 1.1, 0.2]))
+    assert replicate.all_of(yes, yes).passed is True and replicate.all_of(yes, no).passed is False
+    assert replicate.all_of(yes, maybe).passed is None and " AND " in replicate.all_of(yes, maybe).rule
+    with pytest.raises(ValueError, match="different replicate counts"):
+        replicate.all_of(yes, replicate.mean_ci_rule([1.0, 2.0]))
+
+
 def test_one_replicate_only_under_smoke(smoke: None) -> None:
     assert replicate.mean_ci_rule([0.7], 0.0).passed is None
     assert replicate.k_of_n_rule([True], 1).passed is True
