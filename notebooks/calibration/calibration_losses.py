@@ -41,20 +41,20 @@
 # %% tags=["parameters"]
 mlflow_run_id = ""  # injected by the runner; empty when run by hand -> the notebook starts its own run
 profile = "interactive"  # injected by the runner (smoke | default | full)
-dataset = "mnist1d"
-architecture = "cnn1d"
-seeds = [0, 1, 2, 3, 4]
-epochs = 25
-lr = 3.0e-3
-batch_size = 128
+dataset = "mnist1d"  # "mnist1d" | "digits"
+architecture = "cnn1d"  # classifier from lossbook.models ("mlp" | "cnn1d")
+seeds = [0, 1, 2, 3, 4]  # one run per (loss, seed): the seed draws the validation split, init, batch order and label noise
+epochs = 25  # training epochs, the same for every loss
+lr = 3.0e-3  # Adam learning rate, the same for every loss (no per-loss tuning)
+batch_size = 128  # training mini-batch size
 n_train = 0  # 0 means the whole training split
-losses = ["ce", "label_smoothing", "brier", "focal", "flsd53", "squentropy", "gce", "mae", "z_loss"]
-noise_losses = ["ce", "gce", "mae"]
-noise_rate = 0.3
-n_bins = 15
-n_boot = 10000
+losses = ["ce", "label_smoothing", "brier", "focal", "flsd53", "squentropy", "gce", "mae", "z_loss"]  # clean-label arm; names of LOSS_SPECS
+noise_losses = ["ce", "gce", "mae"]  # label-noise arm; names of LOSS_SPECS
+noise_rate = 0.3  # fraction of training labels replaced by another class in the noise arm
+n_bins = 15  # ECE bins (equal-width and equal-mass)
+n_boot = 10000  # bootstrap resamples of each paired-difference CI
 threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default
-device = "auto"
+device = "auto"  # "auto" | "cpu" | "cuda" | "mps"
 
 # %%
 from lossbook import claims, plotting, repro, stats, tracking
@@ -62,7 +62,6 @@ from lossbook import claims, plotting, repro, stats, tracking
 tracking.attach(mlflow_run_id, "calibration_losses", globals())
 plotting.setup()
 
-import dataclasses
 import time
 
 import matplotlib.pyplot as plt
@@ -71,12 +70,8 @@ import pandas as pd
 from IPython.display import display
 from tqdm.auto import tqdm
 
-from lossbook.calibration import metrics as cm
-from lossbook.calibration.losses import get_loss, symmetric_label_noise
-from lossbook.calibration.posthoc import apply_temperature, fit_temperature
-from lossbook.data.classification import load_dataset
-from lossbook.models import build_classifier
-from lossbook.train.classify import predict_logits, train_classifier
+from lossbook.calibration.experiments import loss_calibration_run
+from lossbook.calibration.registry import get_loss
 
 dev = repro.get_device(device)
 repro.set_threads(threads)
@@ -102,38 +97,22 @@ print(f"{len(losses)} losses x {len(seeds)} seeds (clean) + {len(noise_losses)} 
 
 # %% [markdown]
 # ## Runs
-# Each run: seed everything, train, take the final model's validation and test logits, fit T* on
-# validation NLL, and record test metrics before and after temperature scaling.
+# Each run (`lossbook.calibration.experiments.loss_calibration_run`): seed everything, train, take the
+# final model's validation and test logits, fit T* on validation NLL, and record test metrics
+# (`metrics.summary_metrics`) before and after temperature scaling.
 
 # %%
-def run(loss_name: str, seed: int, noisy: bool) -> dict:
-    repro.seed_everything(seed)
-    split = load_dataset(dataset, seed=seed, n_train=n_train or None)
-    if noisy:
-        split = dataclasses.replace(
-            split, y_train=symmetric_label_noise(split.y_train, noise_rate, split.n_classes, seed=seed)
-        )
-    model = build_classifier(architecture, split.input_shape, split.n_classes)
-    reg_name, hp = LOSS_SPECS[loss_name]
-    arm = "noisy" if noisy else "clean"
-    logger = tracking.MetricLogger(prefix=f"{arm}/{loss_name}/seed{seed}/")
-    hist = train_classifier(model, split, epochs=epochs, lr=lr, batch_size=batch_size, loss_fn=get_loss(reg_name, **hp),
-                            device=dev, seed=seed, logger=logger, progress=False)
-    z_val = predict_logits(model, split.x_val, device=dev)
-    z_test = predict_logits(model, split.x_test, device=dev)
-    t_star = fit_temperature(z_val, split.y_val)
-    before = cm.summary_metrics(apply_temperature(z_test, 1.0).double().numpy(), split.y_test, n_bins)
-    after = cm.summary_metrics(apply_temperature(z_test, t_star).double().numpy(), split.y_test, n_bins)
-    row = {"arm": arm, "loss": loss_name, "seed": seed, "T": t_star, "train_acc": hist.curves["train_acc"][-1],
-           **{f"{k}_before": v for k, v in before.items()}, **{f"{k}_after": v for k, v in after.items()}}
-    tracking.log_metrics({f"{arm}/{loss_name}/seed{seed}/{k}": float(v) for k, v in row.items() if k not in ("arm", "loss", "seed")})
-    return row
-
-
 jobs = [(name, s, False) for name in losses for s in seeds] + [(name, s, True) for name in noise_losses for s in seeds]
 rows = []
-for name, s, noisy in tqdm(jobs, desc="runs"):
-    rows.append(run(name, s, noisy))
+for name, seed, noisy in tqdm(jobs, desc="runs"):
+    arm, (reg_name, hp) = ("noisy" if noisy else "clean"), LOSS_SPECS[name]
+    res = loss_calibration_run(
+        dataset, architecture, get_loss(reg_name, **hp), seed, epochs=epochs, lr=lr, batch_size=batch_size,
+        n_train=n_train or None, label_noise=noise_rate if noisy else None, n_bins=n_bins, device=dev,
+        logger=tracking.MetricLogger(prefix=f"{arm}/{name}/seed{seed}/"),
+    )
+    tracking.log_metrics({f"{arm}/{name}/seed{seed}/{k}": float(v) for k, v in res.items()})
+    rows.append({"arm": arm, "loss": name, "seed": seed, **res})
 df = pd.DataFrame(rows)
 tracking.log_dict(df.to_dict(orient="records"), "tables/runs.json")
 print(f"{len(jobs)} runs in {time.time() - t_start:.0f}s")

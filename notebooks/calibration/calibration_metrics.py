@@ -52,16 +52,16 @@
 # %% tags=["parameters"]
 mlflow_run_id = ""  # injected by the runner; empty when run by hand -> the notebook starts its own run
 profile = "interactive"  # injected by the runner (smoke | default | full)
-seeds = [0, 1, 2, 3, 4]
-sizes = [100, 300, 1000, 3000, 10000, 30000]
-reps = 20  # datasets drawn per (seed, n): the seed fixes the stream, reps smooth the estimate
-n_bins = 15
-temperatures = [0.5, 1.0, 2.0]
-sweep_n = 20000
-bin_counts = [2, 5, 10, 15, 25, 50, 100]
-balance_n = 5000
-n_boot = 500
-debias_max_n = 3000
+seeds = [0, 1, 2, 3, 4]  # one sample stream per seed (sections 2 and 3 use 1000 + seed and 2000 + seed)
+sizes = [100, 300, 1000, 3000, 10000, 30000]  # sample sizes n at which the estimators are compared
+n_reps = 20  # datasets drawn per (seed, n): the seed fixes the stream, the repetitions smooth the estimate
+n_bins = 15  # bins of every estimator in section 1 (Guo et al. use 15)
+temperatures = [0.5, 1.0, 2.0]  # temperature models σ(logit(u)/t): over-confident, calibrated, under-confident
+n_sweep_samples = 20000  # samples per model in the bin-count sweep (claim 3)
+bin_counts = [2, 5, 10, 15, 25, 50, 100]  # equal-width bin counts of the sweep; claim 3 reads 5 and 50
+n_balance_samples = 5000  # samples per (seed, model) in the Balance-score section (claims 4 and 5)
+n_boot = 500  # bootstrap resamples of each Balance / ECE confidence interval
+debias_max_n = 3000  # claim 2 pools the cells with n up to this (the small-sample regime the debiasing is for)
 
 # %%
 from lossbook import claims, plotting, stats, tracking
@@ -91,27 +91,18 @@ tracking.log_dict(truth.to_dict(), "tables/true_calibration_error.json")
 
 # %% [markdown]
 # ## 1. The plug-in ECE of a perfectly calibrated model, and the debiased L2 estimator
-# For every seed, n and model we draw `reps` datasets and average the estimators: plug-in ECE
+# For every seed, n and model we draw `n_reps` datasets and average the estimators: plug-in ECE
 # (L1, equal-width), plug-in L2 and debiased L2 (Kumar et al.: per bin subtract the outcome mean's
 # sampling variance ȳ(1−ȳ)/(n_b−1); equal-mass bins as in their code), each with 15 bins.
 
 # %%
-def estimates(s: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    return {
-        "ece": cm.calibration_error(s, y, n_bins, "uniform"),
-        "ece_q": cm.calibration_error(s, y, n_bins, "quantile"),
-        "l2_plugin": cm.calibration_error(s, y, n_bins, "quantile", norm="l2"),
-        "l2_debiased": cm.debiased_l2_ce(s, y, n_bins, "quantile"),
-    }
-
-
 rows = []
 for seed in seeds:
     rng = np.random.default_rng(seed)
     for name in [f"T={t:g}" for t in temperatures]:
         m = models[name]
         for n in sizes:
-            acc = [estimates(*m.sample(n, rng)[:2]) for _ in range(reps)]
+            acc = [cm.binned_estimates(*m.sample(n, rng)[:2], n_bins) for _ in range(n_reps)]
             rows.append({"seed": seed, "model": name, "n": n, **pd.DataFrame(acc).mean().to_dict()})
 est = pd.DataFrame(rows)
 est["true_l1"] = est.model.map(truth["true ECE (L1)"])
@@ -174,8 +165,8 @@ model_a, model_b = cm.temperature_model(0.8), models["oscillating"]
 sweep = []
 for seed in seeds:
     rng = np.random.default_rng(1000 + seed)
-    sa, ya, _ = model_a.sample(sweep_n, rng)
-    sb, yb, _ = model_b.sample(sweep_n, rng)
+    sa, ya, _ = model_a.sample(n_sweep_samples, rng)
+    sb, yb, _ = model_b.sample(n_sweep_samples, rng)
     for b in bin_counts:
         sweep.append({"seed": seed, "bins": b, "A (T=0.8)": cm.calibration_error(sa, ya, b), "B (oscillating)": cm.calibration_error(sb, yb, b)})
 sweep = pd.DataFrame(sweep)
@@ -188,7 +179,7 @@ for col, tru in (("A (T=0.8)", model_a.true_ce()), ("B (oscillating)", model_b.t
     ax.axhline(tru, color=line.get_color(), ls="--", lw=1, label=f"{col}: true")
 ax.set_xscale("log")
 ax.set_xlabel("number of equal-width bins (log scale)")
-ax.set_ylabel(f"plug-in ECE (n = {sweep_n})")
+ax.set_ylabel(f"plug-in ECE (n = {n_sweep_samples})")
 ax.legend(fontsize=8)
 tracking.log_figure(fig, "bin_count_sweep")
 plt.show()
@@ -212,7 +203,7 @@ bal_rows, max_dev = [], 0.0
 for seed in seeds:
     rng = np.random.default_rng(2000 + seed)
     for name, m in models.items():
-        s, y, _ = m.sample(balance_n, rng)
+        s, y, _ = m.sample(n_balance_samples, rng)
         probs = np.stack([1 - s, s], 1)
         b_lit, b_lib = balance_four_cases(s, y), cm.balance_score(probs, y)
         max_dev = max(max_dev, abs(b_lit - b_lib))
@@ -323,7 +314,7 @@ se_rows = []
 for seed in seeds:
     rng = np.random.default_rng(2000 + seed)
     for name, m in models.items():
-        s, y, _ = m.sample(balance_n, rng)
+        s, y, _ = m.sample(n_balance_samples, rng)
         if name == "offsetting":
             c = np.maximum(s, 1 - s)
             a = ((s >= 0.5).astype(int) == y).astype(float)

@@ -50,24 +50,24 @@
 # %% tags=["parameters"]
 mlflow_run_id = ""  # injected by the runner; empty when run by hand -> the notebook starts its own run
 profile = "interactive"  # injected by the runner (smoke | default | full)
-dataset = "mnist1d"
-architecture = "cnn1d"
-seeds = [0, 1, 2, 3, 4]
-epochs = 40
-lr = 3.0e-3
-batch_size = 128
+dataset = "mnist1d"  # "mnist1d" (the views and the shift are defined for 1-D signals)
+architecture = "cnn1d"  # base classifier from lossbook.models ("mlp" | "cnn1d")
+seeds = [0, 1, 2, 3, 4]  # one base model and one set of calibrators per seed (the shifted test set uses 10000 + seed)
+epochs = 40  # base-model training epochs (cross-entropy, no weight decay: over-trained)
+lr = 3.0e-3  # base-model Adam learning rate
+batch_size = 128  # base-model mini-batch size
 n_train = 0  # 0 means the whole training split
-views = ["shift", "scale", "noise", "flip"]
-top_k = 4
-calib_steps = 500
-calib_lr = 1.0e-2
-shift_severity = 1.0
-narrow_low = 0.3
-narrow_high = 0.5
-n_bins = 15
-n_boot = 10000
+views = ["shift", "scale", "noise", "flip"]  # transformed views feeding the per-sample calibrators (posthoc.VIEWS_1D)
+top_k = 4  # classes of the original prediction read off each view's softmax (the paper uses top-4)
+calib_steps = 500  # full-batch Adam steps of each per-sample calibrator
+calib_lr = 1.0e-2  # calibrator Adam learning rate
+shift_severity = 1.0  # strength of the covariate shift of the shifted test set (corrupt_signals)
+narrow_low = 0.3  # narrow misses: wrong predictions whose true-class probability after TS is at least this ...
+narrow_high = 0.5  # ... and at most this
+n_bins = 15  # ECE bins (equal-width and equal-mass)
+n_boot = 10000  # bootstrap resamples of each paired-difference CI
 threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default
-device = "auto"
+device = "auto"  # "auto" | "cpu" | "cuda" | "mps"
 
 # %%
 from lossbook import claims, plotting, repro, stats, tracking
@@ -82,20 +82,16 @@ import numpy as np
 import pandas as pd
 import torch
 from IPython.display import display
-from sklearn.metrics import roc_auc_score
 
-from lossbook.cache import cached
 from lossbook.calibration import metrics as cm
 from lossbook.calibration import plots as pcal
+from lossbook.calibration.correctness_aware import cached_base_model, evaluate_calibrated
 from lossbook.calibration.posthoc import (
     PerSampleCalibrator,
     TemperatureScaler,
     corrupt_signals,
     view_features,
 )
-from lossbook.data.classification import load_dataset
-from lossbook.models import build_classifier
-from lossbook.train.classify import train_classifier
 
 dev = repro.get_device(device)
 repro.set_threads(threads)
@@ -104,50 +100,18 @@ CALIBRATORS = ["uncalibrated", "TS", "CE", "MSE", "CA", "CE (no views)", "CA (no
 
 
 # %% [markdown]
-# ## Base models (cached by configuration under `runs/cache/`)
+# ## Base models, calibrators and evaluation
+# The base models come from `lossbook.calibration.correctness_aware.cached_base_model` (cached by
+# configuration under `runs/cache/`); every calibrator's test probabilities are scored by
+# `correctness_aware.evaluate_calibrated` (summary metrics, AUROC of confidence for correct vs wrong,
+# narrow-miss confidence).
 
 # %%
-def base_model(seed: int) -> tuple[torch.nn.Module, object]:
-    split = load_dataset(dataset, seed=seed, n_train=n_train or None)
-    cfg = {"dataset": dataset, "arch": architecture, "seed": seed, "epochs": epochs, "lr": lr,
-           "batch_size": batch_size, "n_train": n_train, "loss": "ce", "weight_decay": 0.0}
-
-    def build() -> dict:
-        repro.seed_everything(seed)
-        m = build_classifier(architecture, split.input_shape, split.n_classes)
-        h = train_classifier(m, split, epochs=epochs, lr=lr, batch_size=batch_size, device=dev, seed=seed,
-                             logger=tracking.MetricLogger(prefix=f"base/seed{seed}/"), progress=False)
-        return {"state": {k: v.cpu() for k, v in m.state_dict().items()}, "train_acc": h.train_acc[-1]}
-
-    art = cached("ca_base_model", cfg, build)
-    model = build_classifier(architecture, split.input_shape, split.n_classes)
-    model.load_state_dict(art["state"])
-    return model.eval(), split
-
-
-# %% [markdown]
-# ## Calibrators and evaluation
-
-# %%
-def evaluate(probs: np.ndarray, y: torch.Tensor, p_true_ts: np.ndarray) -> dict[str, float]:
-    yy = y.numpy()
-    conf, correct = probs.max(1), probs.argmax(1) == yy
-    narrow = (~correct) & (p_true_ts >= narrow_low) & (p_true_ts <= narrow_high)
-    auroc = roc_auc_score(correct, conf) if 0 < correct.sum() < len(correct) else float("nan")
-    return {
-        **cm.summary_metrics(probs, yy, n_bins),
-        "auroc": float(auroc),
-        "narrow_conf_sum": float(conf[narrow].sum()),
-        "narrow_n": int(narrow.sum()),
-        "wrong_conf": float(conf[~correct].mean()) if (~correct).any() else float("nan"),
-        "argmax": probs.argmax(1),
-    }
-
-
 rows, temps, examples = [], {}, {}
 for seed in seeds:
     t0 = time.time()
-    model, split = base_model(seed)
+    model, split = cached_base_model(dataset, architecture, seed, epochs=epochs, lr=lr, batch_size=batch_size,
+                                     n_train=n_train or None, device=dev)
     x_shift = corrupt_signals(split.x_test, shift_severity, seed=10_000 + seed)
     sets = {"val": (split.x_val, split.y_val), "test": (split.x_test, split.y_test), "shifted": (x_shift, split.y_test)}
     feats, feats0, logits = {}, {}, {}
@@ -175,7 +139,7 @@ for seed in seeds:
             temps[seed, test_name, name] = cal.temperatures(f[test_name]).numpy()
         base_argmax = probs["uncalibrated"].argmax(1)
         for name, p in probs.items():
-            r = evaluate(p, y, p_true_ts)
+            r = evaluate_calibrated(p, y, p_true_ts, narrow_low=narrow_low, narrow_high=narrow_high, n_bins=n_bins)
             same = bool((r.pop("argmax") == base_argmax).all())
             rows.append({"seed": seed, "test": test_name, "calibrator": name, "same_argmax": same, **r})
         if seed == seeds[0]:
@@ -191,10 +155,7 @@ tracking.log_dict(res.to_dict(orient="records"), "tables/runs.json")
 # ## Results (mean ± std over seeds; accuracy, ECE and confidences in %)
 
 # %%
-def fmt(g: pd.Series, scale: float = 100.0) -> str:
-    return f"{scale * g.mean():.2f} ± {scale * g.std(ddof=1) if len(g) > 1 else 0:.2f}"
-
-
+fmt = stats.format_mean_std  # "12.34 ± 0.56": mean ± sample std (ddof 1) over seeds, times `scale` (default 100)
 summary = {}
 for (test_name, name), g in res.groupby(["test", "calibrator"], sort=False):
     summary[f"{test_name} | {name}"] = {

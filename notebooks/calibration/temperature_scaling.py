@@ -48,20 +48,20 @@
 mlflow_run_id = ""  # injected by the runner; empty when run by hand -> the notebook starts its own run
 profile = "interactive"  # injected by the runner (smoke | default | full)
 dataset = "mnist1d"  # "mnist1d" | "digits"
-architectures = ["mlp", "cnn1d"]
-seeds = [0, 1, 2, 3, 4]
+architectures = ["mlp", "cnn1d"]  # classifiers from lossbook.models, each trained on every seed
+seeds = [0, 1, 2, 3, 4]  # one run per (architecture, seed): the seed draws the validation split, init and batch order
 epochs = 80  # long enough for both nets to reach 100% train accuracy on MNIST-1D (over-training)
-lr = 3.0e-3
-batch_size = 128
+lr = 3.0e-3  # Adam learning rate
+batch_size = 128  # training mini-batch size
 weight_decay = 0.0  # Guo et al.: less weight decay -> worse calibration; none here
 n_train = 0  # 0 means the whole training split, a positive value caps it (smoke profile)
-n_bins = 15
+n_bins = 15  # ECE bins (Guo et al. use 15), equal-width and equal-mass
 reduction_threshold = 0.5  # claim 3: the relative ECE reduction must reach 50% (written before running)
-device = "auto"
+device = "auto"  # "auto" | "cpu" | "cuda" | "mps"
 threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default
 
 # %%
-from lossbook import claims, plotting, repro, tracking
+from lossbook import claims, plotting, repro, stats, tracking
 
 tracking.attach(mlflow_run_id, "temperature_scaling", globals())
 plotting.setup()
@@ -71,20 +71,10 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 from IPython.display import display
 
-from lossbook.calibration import metrics as cm
 from lossbook.calibration import plots as pcal
-from lossbook.calibration.posthoc import (
-    apply_temperature,
-    fit_temperature,
-    fit_temperature_ece_grid,
-    nll_curve,
-)
-from lossbook.data.classification import load_dataset
-from lossbook.models import build_classifier
-from lossbook.train.classify import predict_logits, train_classifier
+from lossbook.calibration.experiments import TemperatureScalingRun, temperature_scaling_run
 
 dev = repro.get_device(device)
 repro.set_threads(threads)
@@ -94,92 +84,35 @@ print(f"device {dev}; dataset {dataset}; architectures {architectures}; seeds {s
 
 
 # %% [markdown]
-# ## Setup
+# ## Runs
 # One training run per (architecture, seed). During training we record, after every epoch, the test
 # error, test NLL and test ECE: these are only plotted (nothing is selected on the test split). The
 # model evaluated is the **final** one, after all epochs, not the best-validation checkpoint: the
-# paper's point is what over-training does.
+# paper's point is what over-training does. Each run is one call of
+# `lossbook.calibration.experiments.temperature_scaling_run`: seed, load the split, train, fit $T^*$ on the
+# validation NLL (`posthoc.fit_temperature`) and measure the test split with `metrics.summary_metrics`
+# before and after scaling.
 
 # %%
-def probs_of(logits: torch.Tensor, t: float = 1.0) -> np.ndarray:
-    return apply_temperature(logits, t).double().numpy()
-
-
-def summarise(logits: torch.Tensor, y: torch.Tensor, t: float) -> dict[str, float]:
-    """Test metrics of softmax(logits / t)."""
-    p = probs_of(logits, t)
-    c, a = cm.confidence_and_correct(p, y)
-    return {
-        "acc": float(a.mean()),
-        "conf": float(c.mean()),
-        "ece": cm.ece(p, y, n_bins, "uniform"),
-        "ece_q": cm.ece(p, y, n_bins, "quantile"),
-        "cw_ece": cm.classwise_ece(p, y, n_bins),
-        "nll": cm.nll(p, y),
-        "brier": cm.brier(p, y),
-    }
-
-
-def run_one(arch: str, seed: int) -> dict:
-    repro.seed_everything(seed)
-    split = load_dataset(dataset, seed=seed, n_train=n_train or None)
-    model = build_classifier(arch, split.input_shape, split.n_classes)
-    y_test = split.y_test
-
-    def per_epoch(epoch: int, m: torch.nn.Module) -> dict[str, float]:
-        z = predict_logits(m, split.x_test, device=dev)
-        p = probs_of(z)
-        return {
-            "test_err": 1.0 - float((z.argmax(1) == y_test).float().mean()),
-            "test_nll": cm.nll(p, y_test),
-            "test_ece": cm.ece(p, y_test, n_bins),
-        }
-
-    logger = tracking.MetricLogger(prefix=f"{arch}/seed{seed}/")
-    hist = train_classifier(
-        model, split, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
-        device=dev, seed=seed, logger=logger, epoch_callback=per_epoch, progress=True,
-    )
-    z_val = predict_logits(model, split.x_val, device=dev)
-    z_test = predict_logits(model, split.x_test, device=dev)
-    t_star = fit_temperature(z_val, split.y_val)
-    before, after = summarise(z_test, y_test, 1.0), summarise(z_test, y_test, t_star)
-    same_argmax = bool(torch.equal(z_test.argmax(1), apply_temperature(z_test, t_star).argmax(1)))
-    row = {
-        "arch": arch, "seed": seed, "T": t_star, "T_ece_grid": fit_temperature_ece_grid(z_val, split.y_val, n_bins=n_bins),
-        "train_acc": hist.curves["train_acc"][-1], "same_argmax": same_argmax,
-        **{f"{k}_before": v for k, v in before.items()}, **{f"{k}_after": v for k, v in after.items()},
-    }
-    tracking.log_metrics({f"{arch}/seed{seed}/{k}": float(v) for k, v in row.items() if k not in ("arch", "seed")})
-    return {
-        "row": row, "hist": hist, "split_sizes": split.sizes(),
-        "val_nll_curve": nll_curve(z_val, split.y_val, temperature_grid),
-        "test_nll_curve": nll_curve(z_test, y_test, temperature_grid),
-        "rel_before": cm.reliability_diagram(probs_of(z_test), y_test, n_bins),
-        "rel_after": cm.reliability_diagram(probs_of(z_test, t_star), y_test, n_bins),
-        "relq_before": cm.reliability_diagram(probs_of(z_test), y_test, n_bins, "quantile"),
-        "relq_after": cm.reliability_diagram(probs_of(z_test, t_star), y_test, n_bins, "quantile"),
-    }
-
-
-# %% [markdown]
-# ## Runs
-
-# %%
-results: dict[tuple[str, int], dict] = {}
+results: dict[tuple[str, int], TemperatureScalingRun] = {}
 for arch in architectures:
     for seed in seeds:
         t0 = time.time()
-        results[arch, seed] = r = run_one(arch, seed)
-        row = r["row"]
+        results[arch, seed] = r = temperature_scaling_run(
+            dataset, arch, seed, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
+            n_train=n_train or None, n_bins=n_bins, temperature_grid=temperature_grid, device=dev,
+            logger=tracking.MetricLogger(prefix=f"{arch}/seed{seed}/"), progress=True,
+        )
+        row = r.row
+        tracking.log_metrics({f"{arch}/seed{seed}/{k}": float(v) for k, v in row.items() if k not in ("arch", "seed")})
         print(
             f"{arch:6s} seed {seed}: {time.time() - t0:5.1f}s  train acc {row['train_acc']:.3f}  test acc {row['acc_before']:.3f}  "
             f"T* {row['T']:.2f}  ECE {100 * row['ece_before']:.2f}% -> {100 * row['ece_after']:.2f}%  "
             f"(equal-mass {100 * row['ece_q_before']:.2f}% -> {100 * row['ece_q_after']:.2f}%)"
         )
-print("split sizes:", next(iter(results.values()))["split_sizes"])
+print("split sizes:", next(iter(results.values())).split_sizes)
 
-df = pd.DataFrame([r["row"] for r in results.values()])
+df = pd.DataFrame([r.row for r in results.values()])
 for s in ("ece", "ece_q"):
     df[f"{s}_reduction"] = 1.0 - df[f"{s}_after"] / df[f"{s}_before"]
 tracking.log_dict(df.to_dict(orient="records"), "tables/runs.json")
@@ -221,7 +154,7 @@ for arch in architectures:
 # %%
 s0 = seeds[0]
 fig = pcal.reliability_grid(
-    {a: {"before TS": results[a, s0]["rel_before"], f"after TS (T*={results[a, s0]['row']['T']:.2f})": results[a, s0]["rel_after"]}
+    {a: {"before TS": results[a, s0].rel_before, f"after TS (T*={results[a, s0].row['T']:.2f})": results[a, s0].rel_after}
      for a in architectures},
     suptitle=f"{dataset}, seed {s0}, {n_bins} equal-width bins",
 )
@@ -229,7 +162,7 @@ tracking.log_figure(fig, "reliability_before_after")
 plt.show()
 
 fig = pcal.reliability_grid(
-    {a: {"before TS": results[a, s0]["relq_before"], "after TS": results[a, s0]["relq_after"]} for a in architectures},
+    {a: {"before TS": results[a, s0].relq_before, "after TS": results[a, s0].relq_after} for a in architectures},
     suptitle=f"{dataset}, seed {s0}, {n_bins} equal-mass bins (bars span each bin's confidence range)",
 )
 tracking.log_figure(fig, "reliability_before_after_equal_mass")
@@ -241,7 +174,7 @@ plt.show()
 
 # %%
 def stack(arch: str, key: str) -> np.ndarray:
-    return np.array([results[arch, s]["hist"].curves[key] for s in seeds])
+    return np.array([results[arch, s].fit.curves[key] for s in seeds])
 
 
 fig = pcal.epoch_panels(
@@ -262,9 +195,9 @@ plt.show()
 # %%
 fig = pcal.nll_vs_temperature(
     temperature_grid,
-    {a: [results[a, s]["val_nll_curve"] for s in seeds] for a in architectures},
-    {a: [results[a, s]["row"]["T"] for s in seeds] for a in architectures},
-    dashed={a: [results[a, s]["test_nll_curve"] for s in seeds] for a in architectures},
+    {a: [results[a, s].val_nll_curve for s in seeds] for a in architectures},
+    {a: [results[a, s].row["T"] for s in seeds] for a in architectures},
+    dashed={a: [results[a, s].test_nll_curve for s in seeds] for a in architectures},
 )
 tracking.log_figure(fig, "nll_vs_temperature")
 plt.show()
@@ -282,11 +215,6 @@ plt.show()
 # Thresholds were written in the introduction before running and are not changed afterwards.
 
 # %%
-def mean_std(v: pd.Series | np.ndarray, scale: float = 1.0, digits: int = 2) -> str:
-    v = np.asarray(v, dtype=float) * scale
-    return f"{v.mean():.{digits}f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.{digits}f}"
-
-
 per_arch = {a: df[df.arch == a] for a in architectures}
 balance = df["acc_before"] - df["conf_before"]
 claims.record(
@@ -294,7 +222,7 @@ claims.record(
     statement="CE nets trained without weight decay past interpolation are over-confident (accuracy < mean confidence)",
     paper="Guo et al. 2017",
     paper_value="ResNet-110 on CIFAR-100: average confidence well above accuracy (Fig. 1)",
-    measured="; ".join(f"{a}: acc − conf = {mean_std(per_arch[a]['acc_before'] - per_arch[a]['conf_before'], 100)} pp" for a in architectures),
+    measured="; ".join(f"{a}: acc − conf = {stats.format_mean_std(per_arch[a]['acc_before'] - per_arch[a]['conf_before'])} pp" for a in architectures),
     threshold="accuracy − mean confidence < 0 on the test split in every run",
     passed=bool((balance < 0).all()),
     details={"acc_minus_conf": balance.round(5).tolist()},
@@ -304,7 +232,7 @@ claims.record(
     statement="the NLL-optimal temperature of a CE-trained net is above 1",
     paper="Guo et al. 2017",
     paper_value="T* > 1 for CE-trained nets (Table 1 settings)",
-    measured="; ".join(f"{a}: T* = {mean_std(per_arch[a]['T'])}" for a in architectures),
+    measured="; ".join(f"{a}: T* = {stats.format_mean_std(per_arch[a]['T'], 1.0)}" for a in architectures),
     threshold="T* > 1 in every run (architecture × seed)",
     passed=bool((df["T"] > 1).all()),
     details={"T": df["T"].round(4).tolist()},
@@ -317,7 +245,7 @@ for key, label in (("ece", "equal-width"), ("ece_q", "equal-mass")):
         paper="Guo et al. 2017",
         paper_value="CIFAR-100 ResNet-110: 16.53% -> 1.26% (Table 1)",
         measured="; ".join(
-            f"{a}: {mean_std(per_arch[a][f'{key}_before'], 100)}% -> {mean_std(per_arch[a][f'{key}_after'], 100)}% "
+            f"{a}: {stats.format_mean_std(per_arch[a][f'{key}_before'])}% -> {stats.format_mean_std(per_arch[a][f'{key}_after'])}% "
             f"(reduction {100 * red[a]:.0f}%)" for a in architectures
         ),
         threshold=f"mean relative reduction over seeds >= {100 * reduction_threshold:.0f}% for every architecture",
@@ -329,7 +257,7 @@ claims.record(
     statement="temperature scaling leaves accuracy unchanged",
     paper="Guo et al. 2017",
     paper_value="accuracy unchanged by construction (T > 0 keeps the arg-max)",
-    measured="; ".join(f"{a}: acc {mean_std(per_arch[a]['acc_before'], 100)}% -> {mean_std(per_arch[a]['acc_after'], 100)}%" for a in architectures),
+    measured="; ".join(f"{a}: acc {stats.format_mean_std(per_arch[a]['acc_before'])}% -> {stats.format_mean_std(per_arch[a]['acc_after'])}%" for a in architectures),
     threshold="every test prediction's arg-max unchanged, so accuracy is identical in every run",
     passed=bool(df["same_argmax"].all() and (df["acc_before"] == df["acc_after"]).all()),
 )

@@ -40,6 +40,7 @@ __all__ = [
     "as_numpy",
     "balance_score",
     "bin_stats",
+    "binned_estimates",
     "brier",
     "calibration_error",
     "classwise_ece",
@@ -236,6 +237,21 @@ def debiased_l2_ce(conf: ArrayLike, outcome: ArrayLike, n_bins: int = 15, strate
     terms = (s.conf[ok] - s.outcome[ok]) ** 2 - s.outcome[ok] * (1 - s.outcome[ok]) / (s.count[ok] - 1)
     sq = float(np.sum(s.weight[ok] * terms))
     return float(np.sqrt(max(sq, 0.0)))
+
+
+def binned_estimates(conf: ArrayLike, outcome: ArrayLike, n_bins: int = 15) -> dict[str, float]:
+    """The four binned estimators the `calibration_metrics` notebook compares, on (confidence, 0/1 outcome) pairs.
+
+    ``ece``: plug-in L1 error, equal-width bins (Guo et al. 2017's ECE); ``ece_q``: the same, equal-mass bins
+    (AdaECE); ``l2_plugin``: plug-in L2 error sqrt(sum_b (n_b/n)(ō_b - c̄_b)^2), equal-mass bins;
+    ``l2_debiased``: Kumar, Liang, Ma 2019's debiased L2 (`debiased_l2_ce`), equal-mass bins.
+    """
+    return {
+        "ece": calibration_error(conf, outcome, n_bins, "uniform"),
+        "ece_q": calibration_error(conf, outcome, n_bins, "quantile"),
+        "l2_plugin": calibration_error(conf, outcome, n_bins, "quantile", norm="l2"),
+        "l2_debiased": debiased_l2_ce(conf, outcome, n_bins, "quantile"),
+    }
 
 
 def top_label_debiased_l2(probs: ArrayLike, labels: ArrayLike, n_bins: int = 15, strategy: Strategy = "quantile") -> float:
