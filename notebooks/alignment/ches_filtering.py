@@ -23,8 +23,8 @@
 # lowest length-normalised CHES (lnCHES), or training on gold pairs, keeps the refusal rate up, and does better
 # than adding an SFT term on the preferred response (coefficient tuned over {0.01, 0.1, 1}).
 #
-# **Here, at CPU scale** (`lossbook.alignment.refusal`). The persona world's tiny GPT (pretrained, cached
-# checkpoints shared with the flagship) gets a *safety SFT*: prompts whose statement contains one of three
+# **Here, at CPU scale** (`lossbook.alignment.refusal`). The persona world's tiny GPT (pretrained with the shared
+# `base_recipe` of `lossbook.alignment.recipes`, cached checkpoints shared with the flagship) gets a *safety SFT*: prompts whose statement contains one of three
 # "harmful" concepts are answered by a refusal ``Never|No because <harmful word> <eos>`` 80% of the time and
 # by a compliance ``Sure because ... <eos>`` otherwise (benign prompts keep their persona answers). On fresh
 # harmful prompts we sample two responses from this model and label them with a rule judge (refusal >
@@ -43,35 +43,25 @@
 # %% tags=["parameters"]
 mlflow_run_id = ""  # injected by the runner; empty when run by hand -> the notebook starts its own run
 profile = "interactive"  # injected by the runner (smoke | default | full)
-seed = 0
-world_seed = 0
+seed = 0  # safety SFT, prompts, sampling and DPO seed
+world_seed = 0  # world, pretraining and SFT seed (with base_recipe it names the cached base checkpoints)
 p_refuse = 0.8  # refusal share of the safety-SFT data on harmful prompts
-safety_sft_steps = 300
+safety_sft_steps = 300  # safety-SFT steps from the pretrained model
 n_train_prompts = 256  # on-policy pairs come from these (two samples each; two compliances dropped)
-n_eval_prompts = 256
+n_eval_prompts = 256  # held-out harmful prompts for the refusal rate
 n_samples_eval = 4  # samples per held-out prompt for the refusal rate
 keep_fraction = 0.05  # lowest-lnCHES share kept (the paper: 5%)
 sft_lambdas = [0.01, 0.1, 1.0]  # SFT-term coefficients (the paper grid)
-beta = 0.1
-optimizer = "adam"
-lr = 2.0e-5
+beta = 0.1  # DPO β
+optimizer = "adam"  # one optimiser for every method
+lr = 2.0e-5  # one learning rate for every method
 steps = 100  # full-batch DPO updates for every method
 lr_sensitivity = [1.0e-4]  # full DPO repeated at these learning rates: exploratory, no claim
-max_new_tokens = 8
+max_new_tokens = 8  # longest sampled response
 tolerance = 0.02  # claims 2-4: allowed drop or deficit (2 points), written before running
 min_drop = 0.05  # claim 1: full DPO must lower the refusal rate by at least 5 points
-# tiny GPT, pretraining and SFT: the flagship notebook values, so the cached checkpoints are shared
-n_layer = 2
-n_head = 4
-d_model = 64
-pretrain_docs = 20000
-pretrain_steps = 1500
-pretrain_batch = 64
-pretrain_lr = 3.0e-3
-sft_examples = 4000
-sft_steps = 300
-sft_lr = 1.0e-3
-device = "auto"
+base_recipe = "persona-tiny"  # world, tiny GPT, pretraining and SFT: a name in lossbook.alignment.recipes.BASE_RECIPES (shared, cached)
+device = "auto"  # "auto" (CUDA, else MPS, else CPU), or a torch device such as "cpu"
 threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default
 
 # %%
@@ -89,32 +79,21 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-import lossbook.alignment.zoo  # noqa: F401  (registers "rpo")
 from lossbook.alignment import refusal as rw
 from lossbook.alignment.preference import PreferenceConfig, clone_policy, similarity_scores, train_preference
-from lossbook.alignment.sft import PretrainConfig, SFTConfig, pretrained_and_sft
-from lossbook.alignment.world import SyntheticWorld, WorldConfig, multi_token_preference_data
-from lossbook.models.gpt import GPTConfig
+from lossbook.alignment.recipes import base_models
+from lossbook.alignment.world import multi_token_preference_data
 
 dev = repro.get_device(device)
 repro.set_threads(threads)
 t_start = time.time()
-world_cfg = WorldConfig(seed=world_seed)
 ref_cfg = rw.RefusalConfig(p_refuse=p_refuse, sft_steps=safety_sft_steps, seed=seed)
 
 # %% [markdown]
 # ## Setup: pretrained model, safety SFT, on-policy pairs
 
 # %%
-world0 = SyntheticWorld(world_cfg)
-gpt_cfg = GPTConfig(vocab_size=world0.vocab_size, block_size=world0.max_len(), n_layer=n_layer, n_head=n_head, d_model=d_model)
-models = pretrained_and_sft(
-    world_cfg,
-    gpt_cfg,
-    PretrainConfig(n_docs=pretrain_docs, steps=pretrain_steps, batch_size=pretrain_batch, lr=pretrain_lr, seed=world_seed),
-    SFTConfig(n_examples=sft_examples, steps=sft_steps, lr=sft_lr, seed=world_seed),
-    device=dev,
-)
+models = base_models(base_recipe, world_seed, device=dev)  # the recipe's world and its pretrained and SFT'd GPT
 world = models["world"]
 safe_model, safe_hist = rw.refusal_sft_model(world, models["base"], ref_cfg, models["keys"]["align_pretrain"], device=dev)
 print(f"harmful concepts {[world.concept_words[k][0][:3] for k in rw.harmful_concepts(world, ref_cfg)]}; safety-SFT loss {safe_hist['loss'][-1]:.3f}")

@@ -45,7 +45,9 @@
 # real similarity structure); SFT on single-token answers where the *speaker* picks the preferred token inside the
 # group (so after SFT one token holds most of the mass, as in the paper). A tiny GPT (`lossbook.models.gpt`) is
 # pretrained from scratch and SFT'd (both cached by config hash under `runs/cache/`), then we run the paper's
-# protocols on it.
+# protocols on it. The world's sizes, the GPT's shape and the pretraining/SFT budgets are one named recipe
+# (`base_recipe`, defined in `lossbook.alignment.recipes`) that all alignment notebooks share, so they share the
+# cached checkpoints too. The single-token runs and their summary table are `lossbook.alignment.displacement`.
 #
 # **Position convention for h (fixed for the whole book).** $h_{x,y_{<k}}$ is the final-LayerNorm output (the vector
 # that multiplies the unembedding) at the position that *predicts* $y_k$: the last prompt token for $k=1$, token
@@ -74,50 +76,33 @@
 mlflow_run_id = ""  # injected by the runner; empty when run by hand -> the notebook starts its own run
 profile = "interactive"  # injected by the runner (smoke | default | full)
 seed = 0  # world, model init and data seed
-device = "auto"
+device = "auto"  # "auto" (CUDA, else MPS, else CPU), or a torch device such as "cpu"
 threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default
-# synthetic world
-n_concepts = 18
-n_synonyms = 3
-n_speakers = 5
-pretrain_noise = 0.1
-sft_favorite_prob = 0.9
-# tiny GPT
-n_layer = 2
-n_head = 4
-d_model = 64
-tie_weights = True
-# pretraining and SFT (AdamW; cached by config hash)
-pretrain_docs = 20000
-pretrain_steps = 1500
-pretrain_batch = 64
-pretrain_lr = 3.0e-3
-sft_examples = 4000
-sft_steps = 300
-sft_lr = 1.0e-3
+# the synthetic world, the tiny GPT, pretraining and SFT (AdamW; cached by config hash, shared by the alignment notebooks)
+base_recipe = "persona-tiny"  # a name in lossbook.alignment.recipes.BASE_RECIPES: persona-smoke | persona-tiny | persona-small
 # Part 1: single-token DPO on one prompt (Razin et al. §3)
 token_pairs = ["No/Never", "Sure/Yes", "Yes/No"]  # y+/y-; the paper's three pairs
 n_prompt_seeds = 10  # the seed picks the prompt
-dpo_steps = 100
-beta = 0.1
+dpo_steps = 100  # full-batch DPO (and IPO) steps per run
+beta = 0.1  # DPO β
 dpo_lr = 1.0e-5  # RMSprop; fixed by a stability-only rule, see Part 1
 ipo_tau = 0.01  # the paper's τ
 ipo_lr = 1.0e-6  # the paper's IPO/DPO lr ratio (1e-8 / 1e-7)
 lr_sensitivity = [1.0e-6, 1.0e-4]  # DPO repeated at these lrs (no claim)
-lr_sensitivity_seeds = 5
+n_lr_sensitivity_seeds = 5  # prompt seeds per pair at each lr_sensitivity lr
 early_steps = 5  # "early change" of ln π(z) for the Thm 2 check
 # Part 3: CHES percentile subsets (Razin et al. §5)
-n_pairs = 1000
-subset_size = 128
-percentiles = [0, 25, 50, 75, 100]
-pref_batch_size = 8
-pref_epochs = 1
-pref_lr = 1.0e-5
+n_pairs = 1000  # multi-token preference pairs scored by CHES and the baselines
+subset_size = 128  # pairs per percentile window
+percentiles = [0, 25, 50, 75, 100]  # window centres (percentile of the score)
+pref_batch_size = 8  # DPO mini-batch size in Part 3
+pref_epochs = 1  # DPO epochs per window
+pref_lr = 1.0e-5  # RMSprop lr in Part 3
 part3_seeds = [0, 1, 2]  # the seed shuffles the mini-batches
 # thresholds (written before running; never moved)
-drop_threshold = 0.2
-rho_threshold = 0.5
-ches_rho_threshold = -0.9
+drop_threshold = 0.2  # claim 1: a run displaces when π(y+) max-drop >= this
+rho_threshold = 0.5  # claim 2: median Spearman ρ (Thm 2) >= this
+ches_rho_threshold = -0.9  # claim 3: Spearman(percentile, mean change) <= this
 
 # %%
 from lossbook import claims, plotting, repro, tracking
@@ -135,23 +120,11 @@ import torch
 from IPython.display import Markdown, display
 from scipy.stats import spearmanr
 
+from lossbook.alignment.displacement import displacement_runs, displacement_table, meaning_groups
 from lossbook.alignment.metrics import percentile_windows
-from lossbook.alignment.preference import (
-    PreferenceConfig,
-    clone_policy,
-    similarity_scores,
-    single_token_displacement_run,
-    train_preference,
-)
-from lossbook.alignment.sft import PretrainConfig, SFTConfig, pretrained_and_sft
-from lossbook.alignment.world import (
-    SyntheticWorld,
-    WorldConfig,
-    multi_token_preference_data,
-    single_token_preference_data,
-)
-from lossbook.models.gpt import GPTConfig
-from lossbook.tracking import MetricLogger
+from lossbook.alignment.preference import PreferenceConfig, clone_policy, similarity_scores, train_preference
+from lossbook.alignment.recipes import base_models
+from lossbook.alignment.world import multi_token_preference_data
 
 t_start = time.perf_counter()
 dev = repro.get_device(device)
@@ -164,19 +137,10 @@ print(f"device {dev}, torch threads {torch.get_num_threads()}, profile {profile}
 # ## Setup: the world, pretraining and SFT
 
 # %%
-wcfg = WorldConfig(seed=seed, n_concepts=n_concepts, n_synonyms=n_synonyms, n_speakers=n_speakers, pretrain_noise=pretrain_noise, sft_favorite_prob=sft_favorite_prob)
-world = SyntheticWorld(wcfg)
-gcfg = GPTConfig(vocab_size=world.vocab_size, block_size=world.max_len(), n_layer=n_layer, n_head=n_head, d_model=d_model, tie_weights=tie_weights)
 t0 = time.perf_counter()
-models = pretrained_and_sft(
-    wcfg,
-    gcfg,
-    PretrainConfig(n_docs=pretrain_docs, steps=pretrain_steps, batch_size=pretrain_batch, lr=pretrain_lr, seed=seed),
-    SFTConfig(n_examples=sft_examples, steps=sft_steps, lr=sft_lr, seed=seed),
-    device=dev,
-)
+models = base_models(base_recipe, seed, device=dev)  # the recipe's world and its pretrained and SFT'd GPT
 t_models = time.perf_counter() - t0
-base, sft = models["base"].to(dev), models["sft"].to(dev)
+world, base, sft = models["world"], models["base"].to(dev), models["sft"].to(dev)
 print(f"vocabulary {world.vocab_size} tokens; GPT {sft.num_params(False):,} parameters ({sft.num_params():,} non-embedding); "
       f"pretrain+SFT (or cache load) {t_models:.1f} s")
 print("example document:", " ".join(world.decode(world.pretrain_corpus(1, seed=123)[0])))
@@ -225,55 +189,14 @@ for yp, ym in pairs:
 # (1/10) and τ = 0.01; "without SFT" starts DPO from the pretrained model on the same prompts.
 
 # %%
-def group_of(tok: str) -> tuple[list[int], list[int]]:
-    """(same-meaning ids, opposite-meaning ids) for an answer token."""
-    return (world.agree_ids, world.disagree_ids) if world.answer_group(tok) == "agree" else (world.disagree_ids, world.agree_ids)
-
-
-def run_setting(name: str, ref_model, cfg: PreferenceConfig, n_seeds: int) -> dict:
-    out = {}
-    for yp, ym in pairs:
-        prompts = world.single_token_prompts(yp, n_seeds, seed=seed)
-        same, opp = group_of(yp)
-        runs = []
-        for s in range(n_seeds):
-            repro.seed_everything(seed + s)
-            data = single_token_preference_data(world, [prompts[s]], yp, ym)
-            logger = MetricLogger(prefix=f"{name}/{yp}_{ym}/") if s == 0 else None  # per-step curves for seed 0
-            r = single_token_displacement_run(ref_model, data, world.stoi[yp], world.stoi[ym], same, opp, cfg,
-                                              early_steps=early_steps, device=dev, logger=logger)
-            r.pop("history")
-            runs.append(r)
-        out[(yp, ym)] = runs
-    return out
+def run_setting(name: str, ref_model: torch.nn.Module, cfg: PreferenceConfig, n_seeds: int) -> dict:
+    """Part 1's protocol for every token pair and `n_seeds` prompts (curves of seed 0 logged under `name`)."""
+    return displacement_runs(world, ref_model, cfg, pairs, n_seeds, seed=seed, early_steps=early_steps, device=dev, name=name)
 
 
 def summarize(results: dict) -> pd.DataFrame:
-    rows = []
-    for (yp, ym), runs in results.items():
-        st = [r for r in runs if r["stable"]]
-        if not st:
-            rows.append({"pair": f"{yp}/{ym}", "similar": world.answer_group(yp) == world.answer_group(ym), "stable runs": f"0/{len(runs)}"})
-            continue
-        drops = np.array([r["max_drop"] for r in st])
-        tops = Counter(world.itos[z] for r in st for z in r["top"])
-        kinds = Counter(k for r in st for k in r["top_kind"])
-        rows.append({
-            "pair": f"{yp}/{ym}",
-            "similar": world.answer_group(yp) == world.answer_group(ym),
-            "stable runs": f"{len(st)}/{len(runs)}",
-            "frac drop>=thr": float(np.mean(drops >= drop_threshold)) if st else np.nan,
-            "mean drop": float(np.mean(drops)),
-            "drop min..max": f"{np.min(drops):.2f}..{np.max(drops):.2f}",
-            "π(y+) from→to (mean)": f"{np.mean([r['drop_from_to'][0] for r in st]):.2f}→{np.mean([r['drop_from_to'][1] for r in st]):.2f}" if st else "",
-            "benign mass t0→T": f"{np.mean([r['benign'][0] for r in st]):.2f}→{np.mean([r['benign'][-1] for r in st]):.2f}" if st else "",
-            "catastr. mass t0→T": f"{np.mean([r['catastrophic'][0] for r in st]):.2f}→{np.mean([r['catastrophic'][-1] for r in st]):.2f}" if st else "",
-            "top gainers (count)": ", ".join(f"{t}({c})" for t, c in tops.most_common(4)),
-            "gainer kinds": dict(kinds),
-            "median ρ (Thm 2)": float(np.median([r["rho"] for r in st])) if st else np.nan,
-            "Thm 1 score": float(np.mean([r["thm1"] for r in st])) if st else np.nan,
-        })
-    return pd.DataFrame(rows)
+    """One row per token pair over its stable runs (Table 1's columns and ours)."""
+    return displacement_table(world, results, drop_threshold)
 
 
 t0 = time.perf_counter()
@@ -322,13 +245,13 @@ plt.show()
 t0 = time.perf_counter()
 ipo = run_setting("ipo_sft", sft, PreferenceConfig(loss="ipo", beta=ipo_tau, lr=ipo_lr, optimizer="rmsprop", steps=dpo_steps), n_prompt_seeds)
 nosft = run_setting("dpo_base", base, cfg_dpo, n_prompt_seeds)
-sens = {lr: run_setting(f"dpo_sft_lr{lr:g}", sft, PreferenceConfig(loss="dpo", beta=beta, lr=lr, optimizer="rmsprop", steps=dpo_steps), lr_sensitivity_seeds)
+sens = {lr: run_setting(f"dpo_sft_lr{lr:g}", sft, PreferenceConfig(loss="dpo", beta=beta, lr=lr, optimizer="rmsprop", steps=dpo_steps), n_lr_sensitivity_seeds)
         for lr in lr_sensitivity}
 t_variants = time.perf_counter() - t0
 cols = ["pair", "stable runs", "frac drop>=thr", "mean drop", "π(y+) from→to (mean)", "top gainers (count)"]
 variants = pd.concat(
     [summarize(ipo)[cols].assign(setting=f"IPO τ={ipo_tau:g}, lr {ipo_lr:g}"), summarize(nosft)[cols].assign(setting="DPO without SFT")]
-    + [summarize(v)[cols].assign(setting=f"DPO lr {lr:g} ({lr_sensitivity_seeds} seeds)") for lr, v in sens.items()]
+    + [summarize(v)[cols].assign(setting=f"DPO lr {lr:g} ({n_lr_sensitivity_seeds} seeds)") for lr, v in sens.items()]
     + [table_dpo[cols].assign(setting=f"DPO lr {dpo_lr:g} (main)")]
 )
 print(f"variants: {t_variants:.1f} s")
@@ -351,7 +274,7 @@ paper_t1 = pd.DataFrame([
 ours = []
 for (yp, ym), runs in dpo.items():
     st = [r for r in runs if r["stable"]]
-    same, opp = group_of(yp)
+    same, opp = meaning_groups(world, yp)
     gain = Counter(z for r in st for z in r["top"])
     ben = [world.itos[z] for z, _ in gain.most_common() if z in same]
     cat = [world.itos[z] for z, _ in gain.most_common() if z in opp]
@@ -371,7 +294,7 @@ tracking.log_dict({"paper": paper_t1.to_dict("records"), "ours": ours_t1.to_dict
 # For every stable DPO run we correlate, over all tokens z ∉ {y+, y−}, the alignment
 # $a_z=\langle W_z,W_{y^+}-W_{y^-}\rangle$ (unembeddings of the SFT model) with the early change
 # $\ln\pi_{t=\text{early}}(z)-\ln\pi_0(z)$. In the unconstrained-features model this correlation is exactly 1
-# (`tests/test_alignment_metrics.py` checks the affine law); in a transformer the hidden state moves along
+# (`tests/alignment/test_alignment_metrics.py` checks the affine law); in a transformer the hidden state moves along
 # $K\,(W_{y^+}-W_{y^-})$ with a non-isotropic kernel K (and through the final LayerNorm), so it can be lower. We also
 # show ρ without the prompt's own tokens (their tied embedding rows get gradient through the input) and Thm 1's
 # score per pair.

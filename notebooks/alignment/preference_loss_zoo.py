@@ -28,14 +28,15 @@
 # (`lossbook.alignment.world`): prompts "Would you say : <speaker> <statement> ?", chosen = a
 # trait-consistent response "answer because w1..wk <eos>", rejected = the same response with the answer
 # flipped to the opposite group (`answer_flip`, near-identical tokens, opposite meaning), an opposite
-# response, or a random one. A tiny GPT is pretrained on whole prompt+response documents (`lossbook.alignment.sft`,
-# cached checkpoints shared with the flagship notebook; we use the pretrained model as π_ref, see Setup), then
+# response, or a random one. A tiny GPT is pretrained on whole prompt+response documents (`lossbook.alignment.sft`
+# with the shared `base_recipe` of `lossbook.alignment.recipes`, cached checkpoints shared with the flagship
+# notebook; we use the pretrained model as π_ref, see Setup), then
 # each loss fine-tunes a copy of it from the same start,
 # with the **same optimiser, learning rate, number of full-batch steps and β** (SimPO, which has no reference
 # and a different β scale, gets its paper-style β and γ). We log the TRL metric names for every loss and
 # measure at the end: Δ log π(y_w) and Δ log π(y_l) (train pairs), reward accuracy (held-out pairs), KL(π‖π_ref)
 # and entropy from policy samples, and a **gold-reward win rate** against the reference's samples on held-out
-# prompts (rule judge `refusal_world.gold_reward`: +1 for the right answer group, +0.5·relevance of the clause,
+# prompts (rule judge `lossbook.alignment.refusal.gold_reward`: +1 for the right answer group, +0.5·relevance of the clause,
 # −1 if malformed).
 #
 # **Claims, with thresholds fixed before running** (checked in the Claims section):
@@ -49,35 +50,25 @@
 # %% tags=["parameters"]
 mlflow_run_id = ""  # injected by the runner; empty when run by hand -> the notebook starts its own run
 profile = "interactive"  # injected by the runner (smoke | default | full)
-seed = 0
-world_seed = 0
-n_train_pairs = 128
-n_eval_pairs = 256
-pair_types = ["answer_flip", "opposite", "random"]
-losses = ["dpo", "ipo", "hinge", "cdpo", "robust_dpo", "ln_dpo", "simpo", "nca", "apo_zero", "sppo_hard", "fdpo_js", "fdpo_alpha", "fdpo_forward_kl", "bco_pair", "kto_pair"]
+seed = 0  # pairs, training and sampling seed
+world_seed = 0  # world, pretraining and SFT seed (with base_recipe it names the cached base checkpoints)
+n_train_pairs = 128  # preference pairs every loss trains on (full batch)
+n_eval_pairs = 256  # held-out pairs and prompts for reward accuracy, KL, entropy and win rate
+pair_types = ["answer_flip", "opposite", "random"]  # how y_l is built from y_w (lossbook.alignment.world.PAIR_TYPES)
+losses = ["dpo", "ipo", "hinge", "cdpo", "robust_dpo", "ln_dpo", "simpo", "nca", "apo_zero", "sppo_hard", "fdpo_js", "fdpo_alpha", "fdpo_forward_kl", "bco_pair", "kto_pair"]  # registered losses to compare
 rpo_etas = [0.005, 1.0]  # RPO η: the paper 0.005, and 1.0 (the top of Razin et al. SFT-coefficient grid)
-beta = 0.1
+beta = 0.1  # β of every loss but SimPO
 simpo_beta = 2.0  # SimPO has no reference; the paper β is ~2 with γ/β ≈ 0.5
-simpo_gamma = 1.0
+simpo_gamma = 1.0  # SimPO target margin γ
 label_smoothing = 0.1  # cdpo, robust_dpo
-fdpo_alpha = 0.5
-optimizer = "adam"
-lr = 2.0e-5
+fdpo_alpha = 0.5  # α of f-DPO's α-divergence (fdpo_alpha)
+optimizer = "adam"  # one optimiser for every loss
+lr = 2.0e-5  # one learning rate for every loss
 steps = 100  # full-batch updates per loss
-sample_temperature = 1.0
-max_new_tokens = 8
-# tiny GPT, pretraining and SFT: the flagship `dpo_displacement` notebook values, so the cached checkpoints are shared
-n_layer = 2
-n_head = 4
-d_model = 64
-pretrain_docs = 20000
-pretrain_steps = 1500
-pretrain_batch = 64
-pretrain_lr = 3.0e-3
-sft_examples = 4000
-sft_steps = 300
-sft_lr = 1.0e-3
-device = "auto"
+sample_temperature = 1.0  # sampling temperature for KL, entropy and the win rate
+max_new_tokens = 8  # longest sampled response
+base_recipe = "persona-tiny"  # world, tiny GPT, pretraining and SFT: a name in lossbook.alignment.recipes.BASE_RECIPES (shared, cached)
+device = "auto"  # "auto" (CUDA, else MPS, else CPU), or a torch device such as "cpu"
 threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default
 # %%
 from lossbook import claims, plotting, repro, tracking
@@ -94,18 +85,16 @@ import pandas as pd
 from IPython.display import display
 from tqdm.auto import tqdm
 
-import lossbook.alignment.zoo as zoo
 from lossbook.alignment import refusal as rw
 from lossbook.alignment.preference import PreferenceConfig, clone_policy, evaluate_logps, train_preference
 from lossbook.alignment.ranking import ranking_accuracy
-from lossbook.alignment.sft import PretrainConfig, SFTConfig, pretrained_and_sft
-from lossbook.alignment.world import WorldConfig, multi_token_preference_data
-from lossbook.models.gpt import GPTConfig
+from lossbook.alignment.recipes import base_models
+from lossbook.alignment.world import multi_token_preference_data
+from lossbook.alignment.zoo import loss_setup
 
 dev = repro.get_device(device)
 repro.set_threads(threads)
 t_start = time.time()
-world_cfg = WorldConfig(seed=world_seed)
 runs = [(name, name, {}) for name in losses]  # (label, registered loss, loss kwargs)
 runs += [(f"rpo_eta{eta:g}", "rpo", {"eta": eta}) for eta in rpo_etas]
 
@@ -113,17 +102,7 @@ runs += [(f"rpo_eta{eta:g}", "rpo", {"eta": eta}) for eta in rpo_etas]
 # ## Setup: world, pretrained + SFT model (cached), preference pairs
 
 # %%
-from lossbook.alignment.world import SyntheticWorld
-
-world0 = SyntheticWorld(world_cfg)
-gpt_cfg = GPTConfig(vocab_size=world0.vocab_size, block_size=world0.max_len(), n_layer=n_layer, n_head=n_head, d_model=d_model)
-models = pretrained_and_sft(
-    world_cfg,
-    gpt_cfg,
-    PretrainConfig(n_docs=pretrain_docs, steps=pretrain_steps, batch_size=pretrain_batch, lr=pretrain_lr, seed=world_seed),
-    SFTConfig(n_examples=sft_examples, steps=sft_steps, lr=sft_lr, seed=world_seed),
-    device=dev,
-)
+models = base_models(base_recipe, world_seed, device=dev)  # the recipe's world and its pretrained and SFT'd GPT
 # The reference is the *pretrained* model: the flagship's SFT stage trains only the first answer token, which
 # breaks multi-token continuations (its samples repeat answer tokens), while pretraining is on whole
 # "prompt answer because w1..wk <eos>" documents — i.e. it already is an SFT model for this response format.
@@ -146,20 +125,11 @@ print(f"reference: gold reward {ref_gen['mean_reward']:.3f}, entropy {ref_gen['e
 # ## Runs: every loss, same start, same budget
 
 # %%
-def loss_kwargs(name: str, extra: dict) -> tuple[float, dict]:
-    kw: dict = {"label_smoothing": label_smoothing, "alpha": fdpo_alpha, **extra}
-    b = beta
-    if name == "simpo":
-        b, kw["gamma"] = simpo_beta, simpo_gamma
-    if name == "bco_pair":
-        kw["delta_state"] = zoo.RunningMean()
-    return b, kw
-
-
 results, histories = [], {}
 for label, name, extra in tqdm(runs, desc="losses"):
     repro.seed_everything(seed)
-    b, kw = loss_kwargs(name, extra)
+    b, kw = loss_setup(name, extra, beta=beta, label_smoothing=label_smoothing, fdpo_alpha=fdpo_alpha,
+                       simpo_beta=simpo_beta, simpo_gamma=simpo_gamma)  # SimPO: its own β, γ; BCO: a fresh δ
     policy = clone_policy(ref_model)
     cfg = PreferenceConfig(loss=name, beta=b, lr=lr, optimizer=optimizer, steps=steps, seed=seed, loss_kwargs=kw)
     logger = tracking.MetricLogger(prefix=f"{label}/")

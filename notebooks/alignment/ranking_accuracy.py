@@ -27,9 +27,9 @@
 # and DPO rarely gets there ("DPO rarely flips the ranking of the two continuations"; the book's notes give under
 # 10% of such pairs for Pythia-2.8B on HH, a figure we did not re-check against the paper's table).
 #
-# **Here, at CPU scale.** The book's persona world with a tiny GPT (pretrained on prompt+response documents;
-# cached checkpoints shared with the flagship) as π_ref. Pairs come with **exact annotator fractions**
-# (`refusal_world.annotated_pairs`): annotators like the right answer group and, mildly, a longer justification;
+# **Here, at CPU scale.** The book's persona world with a tiny GPT (pretrained on prompt+response documents with
+# the shared `base_recipe` of `lossbook.alignment.recipes`; cached checkpoints shared with the flagship) as π_ref. Pairs come with **exact annotator fractions**
+# (`lossbook.alignment.refusal.annotated_pairs`): annotators like the right answer group and, mildly, a longer justification;
 # α = σ(κ·Δu). Half the pairs (`answer_flip`, `opposite`) agree with the reference's prior, half (`extend`,
 # `truncate`: the longer response is preferred) go against the raw-likelihood prior, which favours shorter
 # responses — as in real data, where the reference misranks many pairs. We train DPO (β = 0.1, full batch, Adam,
@@ -46,30 +46,20 @@
 # %% tags=["parameters"]
 mlflow_run_id = ""  # injected by the runner; empty when run by hand -> the notebook starts its own run
 profile = "interactive"  # injected by the runner (smoke | default | full)
-seed = 0
-world_seed = 0
-n_train_pairs = 256
-n_eval_pairs = 256
+seed = 0  # pairs, train/held-out split and DPO seed
+world_seed = 0  # world, pretraining and SFT seed (with base_recipe it names the cached base checkpoints)
+n_train_pairs = 256  # annotated pairs DPO trains on (full batch)
+n_eval_pairs = 256  # held-out annotated pairs
 kappa = 3.0  # annotator sharpness κ in α: σ(κ·Δu)
 length_bonus = 0.3  # annotator utility per clause word
 betas_ideal = [0.01, 0.1, 1.0, 5.0, 10.0]  # the paper grid for the idealized accuracy
 beta = 0.1  # DPO β
-optimizer = "adam"
-lr = 2.0e-5
+optimizer = "adam"  # DPO optimiser
+lr = 2.0e-5  # DPO learning rate
 steps = 100  # full-batch DPO updates
 gap_threshold = 0.10  # claim 1: idealized median − achieved ≥ 10 points (written before running)
-# tiny GPT, pretraining and SFT: the flagship `dpo_displacement` notebook values, so the cached checkpoints are shared
-n_layer = 2
-n_head = 4
-d_model = 64
-pretrain_docs = 20000
-pretrain_steps = 1500
-pretrain_batch = 64
-pretrain_lr = 3.0e-3
-sft_examples = 4000
-sft_steps = 300
-sft_lr = 1.0e-3
-device = "auto"
+base_recipe = "persona-tiny"  # world, tiny GPT, pretraining and SFT: a name in lossbook.alignment.recipes.BASE_RECIPES (shared, cached)
+device = "auto"  # "auto" (CUDA, else MPS, else CPU), or a torch device such as "cpu"
 threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default
 # %%
 from lossbook import claims, plotting, repro, tracking
@@ -89,28 +79,18 @@ from IPython.display import display
 from lossbook.alignment import ranking as rk
 from lossbook.alignment import refusal as rw
 from lossbook.alignment.preference import PreferenceConfig, clone_policy, evaluate_logps, train_preference
-from lossbook.alignment.sft import PretrainConfig, SFTConfig, pretrained_and_sft
-from lossbook.alignment.world import SyntheticWorld, WorldConfig, multi_token_preference_data
-from lossbook.models.gpt import GPTConfig
+from lossbook.alignment.recipes import base_models
+from lossbook.alignment.world import multi_token_preference_data
 
 dev = repro.get_device(device)
 repro.set_threads(threads)
 t_start = time.time()
-world_cfg = WorldConfig(seed=world_seed)
 
 # %% [markdown]
 # ## Setup: reference model and annotated pairs
 
 # %%
-world0 = SyntheticWorld(world_cfg)
-gpt_cfg = GPTConfig(vocab_size=world0.vocab_size, block_size=world0.max_len(), n_layer=n_layer, n_head=n_head, d_model=d_model)
-models = pretrained_and_sft(
-    world_cfg,
-    gpt_cfg,
-    PretrainConfig(n_docs=pretrain_docs, steps=pretrain_steps, batch_size=pretrain_batch, lr=pretrain_lr, seed=world_seed),
-    SFTConfig(n_examples=sft_examples, steps=sft_steps, lr=sft_lr, seed=world_seed),
-    device=dev,
-)
+models = base_models(base_recipe, world_seed, device=dev)  # the recipe's world and its pretrained and SFT'd GPT
 # π_ref = the pretrained model (trained on whole prompt+response documents); the flagship's SFT stage only
 # trains the first answer token and breaks multi-token continuations.
 world, ref_model = models["world"], models["base"]

@@ -3,7 +3,8 @@
 `pretrained_and_sft(world_cfg, gpt_cfg, PretrainConfig(), SFTConfig())` returns the world, the base (pretrained)
 model and the SFT model. Both checkpoints go through `lossbook.cache.cached` (kinds `align_pretrain`, `align_sft`,
 files under `runs/cache/`), keyed by every config value plus `CACHE_VERSION`, so the alignment notebooks share
-them and re-runs skip training; hits and misses are printed and counted on the active MLflow run.
+them and re-runs skip training; hits and misses are printed and counted on the active MLflow run. The notebooks
+take all four configs from one named recipe (`lossbook.alignment.recipes.BASE_RECIPES`), so the keys stay equal.
 
 Pretraining: next-token CE on whole documents (prompt + multi-token response), AdamW + cosine
 (`lossbook.train.lm.train_lm`). SFT: CE on the single answer token only (prompt masked with −100), as Razin et al.
@@ -71,6 +72,13 @@ def _batcher(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int):
     return get_batch
 
 
+def cache_keys(world_cfg: WorldConfig, gpt_cfg: GPTConfig, pretrain: PretrainConfig, sft: SFTConfig) -> dict[str, dict[str, Any]]:
+    """The configs `pretrained_and_sft` caches its checkpoints under: {"align_pretrain": {version, world, gpt,
+    pretrain}, "align_sft": the same plus sft} (`lossbook.cache.config_hash` of each names the file)."""
+    pre_key = {"version": CACHE_VERSION, "world": asdict(world_cfg), "gpt": asdict(gpt_cfg), "pretrain": asdict(pretrain)}
+    return {"align_pretrain": pre_key, "align_sft": {**pre_key, "sft": asdict(sft)}}
+
+
 def pretrained_and_sft(
     world_cfg: WorldConfig,
     gpt_cfg: GPTConfig,
@@ -93,8 +101,8 @@ def pretrained_and_sft(
         raise ValueError(f"gpt_cfg.vocab_size={gpt_cfg.vocab_size} but the world has {world.vocab_size} tokens; use world.vocab_size")
     if gpt_cfg.block_size < world.max_len():
         raise ValueError(f"block_size={gpt_cfg.block_size} < the world's longest sequence {world.max_len()}; raise block_size")
-    pre_key = {"version": CACHE_VERSION, "world": asdict(world_cfg), "gpt": asdict(gpt_cfg), "pretrain": asdict(pretrain)}
-    sft_key = {**pre_key, "sft": asdict(sft)}
+    keys = cache_keys(world_cfg, gpt_cfg, pretrain, sft)
+    pre_key, sft_key = keys["align_pretrain"], keys["align_sft"]
 
     def build_pre() -> dict[str, Any]:
         seed_everything(pretrain.seed)

@@ -18,6 +18,9 @@ weights (UDM) is `bco_unpaired_loss` + `udm_weights` (it does not fit the paired
 Stateful losses (BCO's running reward shift δ) keep their state in an explicit object passed as a keyword
 (`bco_pair(..., delta_state=RunningMean())`), so `PreferenceConfig(loss_kwargs={"delta_state": RunningMean()})`
 carries it across the steps of `lossbook.alignment.preference.train_preference`.
+
+`loss_setup(name, ...)` gives the (β, keywords) of a loss in a same-budget comparison of the zoo (one β and one set
+of options for every loss, SimPO's own β and γ, a fresh BCO δ per run).
 """
 
 from __future__ import annotations
@@ -409,3 +412,24 @@ def kto_pair_loss(
         z_d = sl.detach().mean().clamp(min=0)
         z_u = sw.detach().mean().clamp(min=0)
     return lam_d * (1 - torch.sigmoid(beta * (sw - z_d))) + lam_u * (1 - torch.sigmoid(beta * (z_u - sl)))
+
+
+# ---- one setup for a same-budget comparison ------------------------------------------------------------------------
+def loss_setup(
+    name: str, extra: dict[str, object] | None = None, *, beta: float, label_smoothing: float, fdpo_alpha: float,
+    simpo_beta: float, simpo_gamma: float,
+) -> tuple[float, dict[str, object]]:
+    """(β, loss keywords) for the registered loss `name` when every loss runs with one β and one set of options.
+
+    Every loss gets `label_smoothing` (ε of `cdpo_loss` and `robust_dpo_loss`) and `alpha` = `fdpo_alpha` (of
+    `fdpo_alpha`), overridden by `extra` (e.g. RPO's ``{"eta": η}``); losses that do not read a keyword ignore it.
+    SimPO has no reference and its own scale, so it gets `simpo_beta` and γ = `simpo_gamma` (Meng et al. 2024:
+    β ≈ 2–2.5, γ/β ≈ 0.5). BCO gets a fresh `RunningMean` δ (Jung et al. 2024), so no state leaks between runs.
+    """
+    kw: dict[str, object] = {"label_smoothing": label_smoothing, "alpha": fdpo_alpha, **(extra or {})}
+    b = beta
+    if name == "simpo":
+        b, kw["gamma"] = simpo_beta, simpo_gamma
+    if name == "bco_pair":
+        kw["delta_state"] = RunningMean()
+    return b, kw
