@@ -197,11 +197,15 @@ def plateaued(curve: Sequence[float], *, last_frac: float = 0.25, max_gain: floa
                  "" if ok else "a longer budget: the curve is still rising")
 
 
-def progress_reached(value: float, target: float, *, lower_is_better: bool = True, what: str = "loss", name: str = "progress") -> Guard:
-    """The run reached the training progress the effect needs (e.g. a target loss), stated before the run."""
+def progress_reached(
+    value: float, target: float, *, lower_is_better: bool = True, what: str = "loss", name: str = "progress", fix: str = ""
+) -> Guard:
+    """The run reached the progress the effect needs (e.g. a target loss), or a measurement covers what the
+    rule needs (e.g. the decades of n a slope is read over), stated before the run. `fix` says what would
+    satisfy it (default: "train until <what> <op> <target>")."""
     ok = value <= target if lower_is_better else value >= target
     op = "<=" if lower_is_better else ">="
-    return Guard(name, bool(ok), f"{what} {value:.4g} (target {op} {target:g})", "" if ok else f"train until {what} {op} {target:g}")
+    return Guard(name, bool(ok), f"{what} {value:.4g} (target {op} {target:g})", "" if ok else (fix or f"train until {what} {op} {target:g}"))
 
 
 def not_at_boundary(value: float, low: float, high: float, *, what: str, rtol: float = 1e-3, name: str = "not_at_boundary") -> Guard:

@@ -79,7 +79,7 @@ t_start = time.time()
 # name -> (registry loss, hyper-parameters): one place that fixes every loss's settings
 LOSS_SPECS = {
     "ce": ("ce", {}),
-    "label_smoothing": ("label_smoothing", {"alpha": 0.05}),
+    "label_smoothing": ("label_smoothing", {"eps": 0.05}),
     "brier": ("brier", {}),
     "focal": ("focal", {"gamma": 3.0}),
     "flsd53": ("flsd53", {}),

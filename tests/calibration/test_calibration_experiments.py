@@ -60,8 +60,10 @@ def test_temperature_scaled_metrics_equal_the_metric_functions_bitwise() -> None
 def test_temperature_scaling_run_keeps_accuracy_and_is_bitwise_repeatable() -> None:
     r = E.temperature_scaling_run("digits", "mlp", 1, n_bins=15, progress=False, **TINY)
     row = r.row
-    assert list(row) == ["arch", "seed", "T", "T_ece_grid", "train_acc", "same_argmax",
-                         *[f"{k}_before" for k in E.TS_METRICS], *[f"{k}_after" for k in E.TS_METRICS]]
+    assert list(row) == ["arch", "seed", "data_seed", "T", "T_ece_grid", "train_acc", "same_argmax",
+                         *[f"{k}_before" for k in E.TS_METRICS], *[f"{k}_after" for k in E.TS_METRICS],
+                         "ece_floor_after", "ece_q_floor_after"]
+    assert 0 < row["ece_floor_after"] < 1 and row["data_seed"] is None
     assert row["T"] > 0 and row["T_ece_grid"] > 0
     assert row["same_argmax"] and row["acc_before"] == row["acc_after"]
     assert row["nll_after"] <= row["nll_before"] + 0.05  # T* minimises the validation NLL; test NLL follows

@@ -330,3 +330,21 @@ def test_offsetting_model_has_zero_balance_and_positive_ece() -> None:
     o = M.oscillating_model(0.1, 5)
     s, y, _ = o.sample(200000, np.random.default_rng(15))
     assert M.calibration_error(s, y, 5) < 0.01 < 0.05 < M.calibration_error(s, y, 50)
+
+
+def test_ece_floor_is_the_estimate_under_perfect_calibration() -> None:
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 2, size=(4000, 5))
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    y = (rng.random(4000)[:, None] > np.cumsum(p, 1)).sum(1)  # labels drawn from p: calibrated by construction
+    floor = M.ece_floor(p, 15, n_draws=50)
+    assert 0 < floor < 0.05 and abs(M.ece(p, y, 15) - floor) < 3 * 0.01
+    assert M.ece_floor(p[:500], 15, n_draws=50) > 1.5 * floor  # the bias shrinks with n (~1/sqrt(n))
+    assert M.ece_floor(p, 15, "quantile", seed=1) == M.ece_floor(p, 15, "quantile", seed=1)
+
+
+def test_balance_rule_pass_rates_expose_the_knife_edge() -> None:
+    rates = M.balance_rule_pass_rates(M.offsetting_model(0.1, 0.75), n_samples=5000, n_replicates=5, n_sets=60, margin=0.02)
+    assert rates["t_ci_within_margin"] >= 0.9  # true Balance is 0: the CI rule passes nearly always
+    assert rates["per_draw_cut"] < 0.8  # "every draw |b| < 0.01" fails often on noise alone
+    assert M.balance_rule_pass_rates(M.temperature_model(0.5), 2000, 5, 20, 0.02)["t_ci_within_margin"] == 0.0  # Balance far from 0

@@ -66,18 +66,20 @@ def seeded_split_and_model(
     architecture: str,
     seed: int,
     *,
+    data_seed: int | None = None,
     n_train: int | None = None,
     label_noise: float | None = None,
 ) -> tuple[Split, nn.Module]:
     """`repro.seed_everything(seed)`, then the split of `dataset` for `seed` (capped at `n_train` training
-    examples; None: all) and a freshly initialised `architecture` classifier for it.
+    examples; None: all) and a freshly initialised `architecture` classifier for it. `data_seed` draws the data
+    set itself (`load_dataset`; None: the canonical draw shared by every seed).
 
     With `label_noise`, that fraction of the *training* labels is replaced by a different class drawn
     uniformly (`losses.symmetric_label_noise`, seeded by `seed`; Zhang & Sabuncu 2018); validation and test
     labels stay clean.
     """
     repro.seed_everything(seed)
-    split = load_dataset(dataset, seed=seed, n_train=n_train)
+    split = load_dataset(dataset, seed=seed, data_seed=data_seed, n_train=n_train)
     if label_noise is not None:
         split = dataclasses.replace(
             split, y_train=symmetric_label_noise(split.y_train, label_noise, split.n_classes, seed=seed)
@@ -124,6 +126,7 @@ def train_to_logits(
     lr: float,
     batch_size: int = 128,
     weight_decay: float = 0.0,
+    data_seed: int | None = None,
     n_train: int | None = None,
     loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
     label_noise: float | None = None,
@@ -138,7 +141,7 @@ def train_to_logits(
     With `test_curves_bins`, the fit's curves also hold the per-epoch ``test_err``, ``test_nll`` and
     ``test_ece`` (`epoch_test_metrics` with that many bins).
     """
-    split, model = seeded_split_and_model(dataset, architecture, seed, n_train=n_train, label_noise=label_noise)
+    split, model = seeded_split_and_model(dataset, architecture, seed, data_seed=data_seed, n_train=n_train, label_noise=label_noise)
     callback = None if test_curves_bins is None else epoch_test_metrics(split, n_bins=test_curves_bins, device=device)
     fit = train_classifier(
         model, split, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, loss_fn=loss_fn,
@@ -174,7 +177,8 @@ class TemperatureScalingRun:
 
     `row`: arch, seed, T (NLL fit), T_ece_grid (the ECE-grid fit of Mukhoti et al.), train_acc (final epoch),
     same_argmax (softmax(z/T*) keeps every test arg-max), then ``<metric>_before`` / ``<metric>_after`` for
-    each of `TS_METRICS`. `fit` holds the per-epoch curves (with test_err, test_nll, test_ece). The NLL curves
+    each of `TS_METRICS`, and ``ece_floor_after`` / ``ece_q_floor_after``: the plug-in ECE the scaled
+    predictions would score if perfectly calibrated (`metrics.ece_floor`), the estimator's floor. `fit` holds the per-epoch curves (with test_err, test_nll, test_ece). The NLL curves
     are over the run's temperature grid; `rel*` are reliability diagrams on the test split (equal-width,
     and `relq*` equal-mass) before and after scaling.
     """
@@ -199,6 +203,7 @@ def temperature_scaling_run(
     lr: float,
     batch_size: int = 128,
     weight_decay: float = 0.0,
+    data_seed: int | None = None,
     n_train: int | None = None,
     n_bins: int = 15,
     temperature_grid: np.ndarray | None = None,
@@ -216,18 +221,20 @@ def temperature_scaling_run(
     grid = np.exp(np.linspace(np.log(0.25), np.log(16.0), 121)) if temperature_grid is None else temperature_grid
     r = train_to_logits(
         dataset, architecture, seed, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
-        n_train=n_train, test_curves_bins=n_bins, device=device, logger=logger, progress=progress,
+        data_seed=data_seed, n_train=n_train, test_curves_bins=n_bins, device=device, logger=logger, progress=progress,
     )
     split, z_val, z_test, y_test = r.split, r.val_logits, r.test_logits, r.split.y_test
     t_star, before, after = temperature_scaled_metrics(z_val, split.y_val, z_test, y_test, n_bins)
     same_argmax = bool(torch.equal(z_test.argmax(1), apply_temperature(z_test, t_star).argmax(1)))
     row = {
-        "arch": architecture, "seed": seed, "T": t_star,
+        "arch": architecture, "seed": seed, "data_seed": data_seed, "T": t_star,
         "T_ece_grid": fit_temperature_ece_grid(z_val, split.y_val, n_bins=n_bins),
         "train_acc": r.fit.curves["train_acc"][-1], "same_argmax": same_argmax,
         **{f"{k}_before": before[k] for k in TS_METRICS}, **{f"{k}_after": after[k] for k in TS_METRICS},
     }
     p1, pt = probs_at(z_test), probs_at(z_test, t_star)
+    row["ece_floor_after"] = cm.ece_floor(pt, n_bins, "uniform", seed=seed)
+    row["ece_q_floor_after"] = cm.ece_floor(pt, n_bins, "quantile", seed=seed)
     return TemperatureScalingRun(
         row=row, fit=r.fit, split_sizes=split.sizes(),
         val_nll_curve=nll_curve(z_val, split.y_val, grid), test_nll_curve=nll_curve(z_test, y_test, grid),

@@ -9,7 +9,7 @@ L = -log p_y the cross-entropy. Every loss is `fn(logits, targets, *, reduction=
 | ce | -log p_y | |
 | focal | -(1 - p_y)^γ log p_y | Lin et al. 2017; Mukhoti et al. 2020 |
 | flsd53 | focal with γ = 5 if p_y < 0.2 else 3 (γ picked per sample, not differentiated) | Mukhoti et al. 2020 |
-| label_smoothing | -(1-α) log p_y - (α/C) Σ_k log p_k | Szegedy et al. 2016; Müller et al. 2019 |
+| label_smoothing | -(1-ε) log p_y - (ε/C) Σ_k log p_k (`train.losses`, shared) | Szegedy et al. 2016; Müller et al. 2019 |
 | brier | Σ_k (p_k - 1[k=y])^2 | Brier 1950 |
 | squentropy | -log p_y + (1/(C-1)) Σ_{j≠y} z_j^2 (raw logits) | Hui, Belkin, Wright 2023 |
 | comp_sum | Φ_τ(u), u = Σ_{y'≠y} e^{z_y' - z_y} = (1-p_y)/p_y | Mao, Mohri, Zhong 2023 |
@@ -24,6 +24,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from lossbook.train.losses import reduce
+
 Reduction = Literal["mean", "sum", "none"]
 
 __all__ = [
@@ -33,21 +35,10 @@ __all__ = [
     "flsd53_loss",
     "focal_loss",
     "gce_loss",
-    "label_smoothing_loss",
     "squentropy_loss",
     "symmetric_label_noise",
     "z_loss",
 ]
-
-
-def _reduce(x: torch.Tensor, reduction: Reduction) -> torch.Tensor:
-    if reduction == "mean":
-        return x.mean()
-    if reduction == "sum":
-        return x.sum()
-    if reduction == "none":
-        return x
-    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
 def _logp_y(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -56,7 +47,7 @@ def _logp_y(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, reduction: Reduction = "mean") -> torch.Tensor:
     """Cross-entropy -log softmax(z)_y."""
-    return _reduce(-_logp_y(logits, targets), reduction)
+    return reduce(-_logp_y(logits, targets), reduction)
 
 
 def focal_loss(
@@ -68,7 +59,7 @@ def focal_loss(
     γ = 0 is cross-entropy. The factor (1 - p_y)^γ is differentiated (as in the reference code).
     """
     logp = _logp_y(logits, targets)
-    return _reduce(-((1 - logp.exp()).clamp_min(0) ** gamma) * logp, reduction)
+    return reduce(-((1 - logp.exp()).clamp_min(0) ** gamma) * logp, reduction)
 
 
 def flsd53_loss(logits: torch.Tensor, targets: torch.Tensor, *, reduction: Reduction = "mean") -> torch.Tensor:
@@ -80,19 +71,7 @@ def flsd53_loss(logits: torch.Tensor, targets: torch.Tensor, *, reduction: Reduc
     logp = _logp_y(logits, targets)
     p = logp.exp()
     gamma = torch.where(p.detach() < 0.2, 5.0, 3.0).to(logits.dtype)
-    return _reduce(-((1 - p).clamp_min(0) ** gamma) * logp, reduction)
-
-
-def label_smoothing_loss(
-    logits: torch.Tensor, targets: torch.Tensor, *, alpha: float = 0.05, reduction: Reduction = "mean"
-) -> torch.Tensor:
-    """Cross-entropy against the smoothed target (1-α)·onehot(y) + α/C (Szegedy et al. 2016;
-    Müller, Kornblith, Hinton 2019, "When Does Label Smoothing Help?"). Equals PyTorch's
-    `cross_entropy(..., label_smoothing=α)`, which spreads α over all C classes (the true one included).
-    """
-    logp = F.log_softmax(logits, dim=-1)
-    loss = -(1 - alpha) * logp.gather(1, targets[:, None]).squeeze(1) - alpha * logp.mean(1)
-    return _reduce(loss, reduction)
+    return reduce(-((1 - p).clamp_min(0) ** gamma) * logp, reduction)
 
 
 def brier_loss(logits: torch.Tensor, targets: torch.Tensor, *, reduction: Reduction = "mean") -> torch.Tensor:
@@ -100,7 +79,7 @@ def brier_loss(logits: torch.Tensor, targets: torch.Tensor, *, reduction: Reduct
     training loss for calibration by Mukhoti et al. 2020). Not divided by C."""
     p = torch.softmax(logits, dim=-1)
     onehot = F.one_hot(targets, logits.shape[-1]).to(p.dtype)
-    return _reduce(((p - onehot) ** 2).sum(1), reduction)
+    return reduce(((p - onehot) ** 2).sum(1), reduction)
 
 
 def squentropy_loss(logits: torch.Tensor, targets: torch.Tensor, *, reduction: Reduction = "mean") -> torch.Tensor:
@@ -114,7 +93,7 @@ def squentropy_loss(logits: torch.Tensor, targets: torch.Tensor, *, reduction: R
     c = logits.shape[-1]
     mask = 1.0 - F.one_hot(targets, c).to(logits.dtype)
     sq = (logits**2 * mask).sum(1) / (c - 1)
-    return _reduce(-_logp_y(logits, targets) + sq, reduction)
+    return reduce(-_logp_y(logits, targets) + sq, reduction)
 
 
 def comp_sum_loss(
@@ -133,7 +112,7 @@ def comp_sum_loss(
         loss = nll
     else:
         loss = torch.expm1((1.0 - tau) * nll) / (1.0 - tau)
-    return _reduce(loss, reduction)
+    return reduce(loss, reduction)
 
 
 def gce_loss(
@@ -166,7 +145,7 @@ def z_loss(
     mu = logits.mean(1, keepdim=True)
     sigma = logits.std(1, unbiased=False, keepdim=True).clamp_min(eps)
     zbar_y = ((logits - mu) / sigma).gather(1, targets[:, None]).squeeze(1)
-    return _reduce(F.softplus(a * (b - zbar_y)) / a, reduction)
+    return reduce(F.softplus(a * (b - zbar_y)) / a, reduction)
 
 
 def symmetric_label_noise(labels: torch.Tensor, rate: float, n_classes: int, *, seed: int = 0) -> torch.Tensor:

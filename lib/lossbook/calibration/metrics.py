@@ -399,6 +399,22 @@ def offsetting_model(delta: float = 0.1, split: float = 0.75) -> SyntheticBinary
     return SyntheticBinary(f"offsetting ±{delta:g}", lambda u: u, truth)
 
 
+def ece_floor(probs: ArrayLike, n_bins: int = 15, strategy: Strategy = "uniform", n_draws: int = 20, seed: int = 0) -> float:
+    """The plug-in ECE these predictions would score if they were perfectly calibrated: the mean, over
+    `n_draws` label sets y* ~ Categorical(p_i), of ECE(p, y*). The estimator's floor at this test-set size
+    and confidence distribution (its upward bias, Kumar et al. 2019): an ECE near it is indistinguishable
+    from perfect calibration."""
+    p = as_numpy(probs)
+    rng = np.random.default_rng(seed)
+    c, pred = p.max(1), p.argmax(1)
+    draws = []
+    for _ in range(n_draws):
+        u = rng.random(len(p))[:, None]
+        y = (u > np.cumsum(p, 1)).sum(1).clip(max=p.shape[1] - 1)
+        draws.append(calibration_error(c, (pred == y).astype(np.float64), n_bins, strategy))
+    return float(np.mean(draws))
+
+
 def summary_metrics(probs: ArrayLike, labels: ArrayLike, n_bins: int = 15) -> dict[str, float]:
     """The book's standard row: accuracy, mean confidence, ECE (equal-width and equal-mass), classwise ECE,
     NLL, Brier and the Balance score (accuracy - mean confidence) of probs (n, C) against labels."""
@@ -414,3 +430,31 @@ def summary_metrics(probs: ArrayLike, labels: ArrayLike, n_bins: int = 15) -> di
         "brier": brier(p, y),
         "balance": float(np.mean(a - c)),
     }
+
+
+def balance_rule_pass_rates(
+    model: SyntheticBinary, n_samples: int, n_replicates: int, n_sets: int, margin: float, seed: int = 0
+) -> dict[str, float]:
+    """How often two rules for "the Balance score of `model` is 0" pass when its true Balance is exactly 0,
+    over `n_sets` simulated replicate sets of `n_replicates` draws of `n_samples` predictions each.
+
+    * ``per_draw_cut``: v0.1's rule, in every replicate |Balance| < 0.01 and its 95% CI contains 0 (the CI
+      here by the normal approximation b ± 1.96·sd(a − c)/√n, which the percentile bootstrap tracks closely);
+    * ``t_ci_within_margin``: the protocol's rule, the 95% t-CI of the mean Balance over replicates lies in
+      ``[−margin, margin]`` (`replicate.mean_within_rule` logic).
+    A rule that passes far less than ~95% of the time when its claim is true is a knife edge.
+    """
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(seed)
+    old = new = 0
+    for _ in range(n_sets):
+        b, se = np.empty(n_replicates), np.empty(n_replicates)
+        for r in range(n_replicates):
+            s, y, _ = model.sample(n_samples, rng)
+            d = (((s >= 0.5).astype(np.int64) == y).astype(np.float64)) - np.maximum(s, 1 - s)
+            b[r], se[r] = d.mean(), d.std(ddof=1) / np.sqrt(n_samples)
+        old += bool(np.all((np.abs(b) < 0.01) & (np.abs(b) <= 1.96 * se)))
+        half = sps.t.ppf(0.975, n_replicates - 1) * b.std(ddof=1) / np.sqrt(n_replicates)
+        new += bool(-margin <= b.mean() - half and b.mean() + half <= margin)
+    return {"per_draw_cut": old / n_sets, "t_ci_within_margin": new / n_sets}

@@ -8,12 +8,13 @@ import torch
 
 from lossbook import registry
 from lossbook.calibration import losses as L
+from lossbook.train.losses import label_smoothing_loss
 
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "ce": L.cross_entropy,
     "focal": L.focal_loss,
     "flsd53": L.flsd53_loss,
-    "label_smoothing": L.label_smoothing_loss,
+    "label_smoothing": label_smoothing_loss,
     "brier": L.brier_loss,
     "squentropy": L.squentropy_loss,
     "comp_sum": L.comp_sum_loss,

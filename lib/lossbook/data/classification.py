@@ -40,7 +40,7 @@ class Split:
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)
 def _mnist1d(num_samples: int, data_seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     from mnist1d.data import get_dataset_args, make_dataset
 

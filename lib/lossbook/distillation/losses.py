@@ -4,8 +4,8 @@ Every loss takes student logits ``z_s`` (B, C) and teacher logits ``z_t`` (B, C)
 ``"mean"`` (batch mean, the papers' ``batchmean``), ``"sum"`` or ``"none"`` (one value per example).
 Teacher logits are treated as constants (detached) everywhere.
 
-By name: ``distillation.registry.KD_LOSSES``. ``label_smoothing_loss(logits, target, eps)`` takes no teacher:
-its teacher is the uniform distribution.
+By name: ``distillation.registry.KD_LOSSES``. Label smoothing (KD from the uniform teacher) is the engine's
+``train.losses.label_smoothing_loss``, shared with the calibration family.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lossbook.train.losses import reduce
+
 __all__ = [
     "binary_kl",
     "binary_kl_norm",
@@ -26,20 +28,9 @@ __all__ = [
     "flat_grads",
     "kd_gradient",
     "kd_loss",
-    "label_smoothing_loss",
     "project_conflicting",
     "uniform_teacher_logits",
 ]
-
-
-def _reduce(per_example: Tensor, reduction: str) -> Tensor:
-    if reduction == "none":
-        return per_example
-    if reduction == "sum":
-        return per_example.sum()
-    if reduction in ("mean", "batchmean"):
-        return per_example.mean()
-    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
 def _check(z_s: Tensor, z_t: Tensor) -> None:
@@ -60,7 +51,7 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, T: float = 4.0, redu
     log_ps = F.log_softmax(student_logits / T, dim=1)
     log_pt = F.log_softmax(teacher_logits.detach() / T, dim=1)
     per = (log_pt.exp() * (log_pt - log_ps)).sum(1) * T**2
-    return _reduce(per, reduction)
+    return reduce(per, reduction)
 
 
 def kd_gradient(student_logits: Tensor, teacher_logits: Tensor, T: float) -> Tensor:
@@ -116,7 +107,7 @@ def dkd_loss(
     Zhao et al. (2022), "Decoupled Knowledge Distillation", CVPR.
     """
     tckd, nckd, _ = dkd_parts(student_logits, teacher_logits, target, T)
-    return _reduce(alpha * tckd + beta * nckd, reduction)
+    return reduce(alpha * tckd + beta * nckd, reduction)
 
 
 def _pearson_rows(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:
@@ -148,7 +139,7 @@ def dist_loss(
     inter = 1.0 - _pearson_rows(ps, pt)
     intra = 1.0 - _pearson_rows(ps.t(), pt.t()).mean()
     per = tau**2 * (beta * inter + gamma * intra)
-    return _reduce(per, reduction)
+    return reduce(per, reduction)
 
 
 def binary_kl(student_logits: Tensor, teacher_logits: Tensor, T: float = 2.0, reduction: str = "mean") -> Tensor:
@@ -166,7 +157,7 @@ def binary_kl(student_logits: Tensor, teacher_logits: Tensor, T: float = 2.0, re
     lq, lq1 = F.logsigmoid(ut), F.logsigmoid(-ut)
     lp, lp1 = F.logsigmoid(us), F.logsigmoid(-us)
     per = (q * (lq - lp) + (1 - q) * (lq1 - lp1)).sum(1) * T**2
-    return _reduce(per, reduction)
+    return reduce(per, reduction)
 
 
 def binary_kl_norm(student_logits: Tensor, teacher_logits: Tensor, T: float = 2.0, reduction: str = "mean") -> Tensor:
@@ -181,28 +172,12 @@ def binary_kl_norm(student_logits: Tensor, teacher_logits: Tensor, T: float = 2.
     _check(student_logits, teacher_logits)
     u = (student_logits - teacher_logits.detach()) / T
     per = (-math.log(2.0) - 0.5 * (F.logsigmoid(u) + F.logsigmoid(-u))).sum(1) * T**2
-    return _reduce(per, reduction)
+    return reduce(per, reduction)
 
 
 def uniform_teacher_logits(like: Tensor) -> Tensor:
     """Logits of the uniform "virtual teacher" (all zeros): ``softmax = 1/C`` at any temperature."""
     return torch.zeros_like(like)
-
-
-def label_smoothing_loss(logits: Tensor, target: Tensor, eps: float = 0.1, reduction: str = "mean") -> Tensor:
-    """Label smoothing written as KD with a uniform teacher: ``(1 − ε) CE(y, p) + ε · [KL(u ‖ p) + log C]``.
-
-    ``CE((1 − ε) e_y + ε u, p) = (1 − ε) CE(y, p) + ε CE(u, p)`` and ``CE(u, p) = KL(u ‖ p) + H(u)`` with
-    ``H(u) = log C``, so LS(ε) equals CE plus ε × (KD at T = 1 from the uniform teacher), up to the constant
-    ``ε log C`` and the (1 − ε) weight on CE. Equal to ``F.cross_entropy(..., label_smoothing=ε)``.
-
-    Szegedy et al. (2016) (label smoothing); Yuan, Tay, Li, Wang, Feng (2020), "Revisiting Knowledge
-    Distillation via Label Smoothing Regularization", CVPR (Tf-KD, the virtual-teacher view).
-    """
-    ce = F.cross_entropy(logits, target, reduction="none")
-    kd_u = kd_loss(logits, uniform_teacher_logits(logits), T=1.0, reduction="none")
-    per = (1 - eps) * ce + eps * (kd_u + math.log(logits.shape[1]))
-    return _reduce(per, reduction)
 
 
 def flat_grads(loss: Tensor, params: Sequence[Tensor], retain_graph: bool = True) -> Tensor:

@@ -31,6 +31,7 @@ from lossbook.stats import BootstrapCI, mean_std, verdict_greater
 from lossbook.tracking import MetricLogger
 from lossbook.train.classify import train_classifier
 from lossbook.train.loop import Fit, fit, predict_logits
+from lossbook.train.losses import label_smoothing_loss
 
 KD_KINDS = tuple(KD_LOSSES)
 
@@ -70,7 +71,7 @@ class LossSpec:
 def loss_terms(spec: LossSpec, z_main: torch.Tensor, z_aux: torch.Tensor | None, z_t: torch.Tensor | None, y: torch.Tensor, epoch: int) -> dict[str, torch.Tensor]:
     """The weighted terms of ``spec``'s loss on one batch: ``{"ce": ..., "kd": ...}`` (their sum is the loss)."""
     if spec.kind == "ls":
-        return {"ce": spec.ce_weight * D.label_smoothing_loss(z_main, y, spec.eps)}
+        return {"ce": spec.ce_weight * label_smoothing_loss(z_main, y, spec.eps)}
     terms: dict[str, torch.Tensor] = {}
     if spec.ce_weight:
         terms["ce"] = spec.ce_weight * F.cross_entropy(z_main, y)
