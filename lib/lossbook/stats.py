@@ -53,10 +53,10 @@ def mean_std(x: Sequence[float] | np.ndarray, ddof: int = 1) -> tuple[float, flo
     return float(a.mean()), float(a.std(ddof=ddof)) if a.size > ddof else 0.0
 
 
-def format_mean_std(x: Sequence[float] | np.ndarray, scale: float = 100.0) -> str:
+def format_mean_std(x: Sequence[float] | np.ndarray, scale: float = 100.0, digits: int = 2) -> str:
     """``12.34 ± 0.56`` (sample std, ddof 1; 0 for one value), scaled (default: fractions as percent)."""
     m, s = mean_std(x)
-    return f"{scale * m:.2f} ± {scale * s:.2f}"
+    return f"{scale * m:.{digits}f} ± {scale * s:.{digits}f}"
 
 
 def resample_indices(n: int, n_boot: int, seed: int = 0) -> np.ndarray:

@@ -264,7 +264,7 @@ replicate.record(
     paper_value="bias > 0, O(1/sqrt(n)) for a fixed number of bins",
     values=slopes, outcome=replicate.all_of(replicate.mean_within_rule(slopes, -0.6, -0.4), replicate.k_of_n_rule(positive, len(positive))),
     guards=[replicate.progress_reached(decades, 2.0, lower_is_better=False, what="decades of n spanned", name="range", fix="widen sizes to span 2 decades")],
-    measured=f"ECE at n={sizes[0]}: {mean_cal.iloc[0]:.4f}, at n={sizes[-1]}: {mean_cal.iloc[-1]:.4f}; log-log slope {stats.format_mean_std(slopes, 1.0)}",
+    measured=f"ECE at n={sizes[0]}: {mean_cal.iloc[0]:.4f}, at n={sizes[-1]}: {mean_cal.iloc[-1]:.4f}; log-log slope {stats.format_mean_std(slopes, 1.0, 3)}",
     details={"mean_ece_by_n": mean_cal.round(5).to_dict()},
 )
 
@@ -276,7 +276,7 @@ replicate.record(
     paper="Kumar, Liang, Ma 2019", paper_value="debiased estimator needs fewer samples for the same accuracy",
     values=gain, outcome=replicate.mean_ci_rule(gain, 0.0, "above"),
     guards=[replicate.progress_reached(small.n.nunique(), 3, lower_is_better=False, what="sample sizes n ≤ debias_max_n", name="range", fix="add sample sizes up to debias_max_n")],
-    measured=f"per-replicate mean |plug-in − truth| − |debiased − truth| = {stats.format_mean_std(gain, 1.0)}",
+    measured=f"per-replicate mean |plug-in − truth| − |debiased − truth| = {stats.format_mean_std(gain, 1.0, 4)}",
     details={"mean_abs_err_plugin": float(small.err_plugin.mean()), "mean_abs_err_debiased": float(small.err_debiased.mean())},
 )
 
@@ -317,7 +317,7 @@ replicate.record(
     guards=[replicate.progress_reached((half.high - half.low) / 2, balance_margin, what="t-CI half-width of the mean Balance", name="power", fix="more replicates or samples per replicate")],
     diagnosis=replicate.Diagnosis(f"rule reliability under the true model: the CI rule passes {100 * rates['t_ci_within_margin']:.0f}% of simulated replicate sets",
                                   "balance_rule_pass_rates (rule reliability section)"),
-    measured=f"offsetting model: Balance {stats.format_mean_std(off.balance, 1.0)}, ECE {stats.format_mean_std(off.ece, 1.0)} (true ECE 0.1)",
+    measured=f"offsetting model: Balance {stats.format_mean_std(off.balance, 1.0, 4)}, ECE {stats.format_mean_std(off.ece, 1.0, 4)} (true ECE 0.1)",
     details={"per_seed": off[["seed", "balance", "balance_lo", "balance_hi", "ece", "ece_lo"]].round(5).to_dict(orient="records")},
 )
 tracking.log_metrics({"wall_time_s": time.time() - t_start})
