@@ -16,12 +16,21 @@ import mlflow
 from lossbook import tracking
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
+DEMONSTRATED, NOT_DEMONSTRATED, EXPLORATORY = "demonstrated", "not demonstrated", "exploratory"
 _recorded: dict[str, list[dict[str, Any]]] = {}
 
 
-def verdict_of(passed: bool | None) -> str:
-    """True -> reproduced, False -> not reproduced, None -> inconclusive."""
-    return INCONCLUSIVE if passed is None else REPRODUCED if passed else NOT_REPRODUCED
+def verdict_of(passed: bool | None, kind: str = "reproduction") -> str:
+    """True -> reproduced, False -> not reproduced, None -> inconclusive. A demonstration (an identity or a
+    construction) is demonstrated / not demonstrated instead, so the scoreboard never counts it as a
+    reproduction; an exploratory row is recorded as exploratory."""
+    if kind == "exploratory":
+        return EXPLORATORY
+    if passed is None:
+        return INCONCLUSIVE
+    if kind == "demonstration":
+        return DEMONSTRATED if passed else NOT_DEMONSTRATED
+    return REPRODUCED if passed else NOT_REPRODUCED
 
 
 def decide(reproduced: bool, refuted: bool) -> bool | None:
@@ -80,7 +89,7 @@ def record(
         "measured": _num(measured),
         "threshold": threshold,
         "passed": passed,
-        "verdict": verdict_of(passed),
+        "verdict": verdict_of(passed, (protocol or {}).get("kind", "reproduction")),
         "profile": profile,
         "meaningful": profile != "smoke",
         "details": details or {},

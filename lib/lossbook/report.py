@@ -85,7 +85,7 @@ def write(out_dir: Path) -> tuple[Path, Path]:
     md += ["", "Totals: " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))]
     md_path = out_dir / "report.md"
     md_path.write_text("\n".join(md) + "\n")
-    colors = {"reproduced": "#d4f4d4", "not reproduced": "#f8d0d0", "inconclusive": "#fff2c0"}
+    colors = {"reproduced": "#d4f4d4", "not reproduced": "#f8d0d0", "inconclusive": "#fff2c0", "demonstrated": "#e0ecf8", "exploratory": "#f0f0f0"}
     body = "".join(
         f"<tr style='background:{colors.get(r['verdict'], '#eee')}'>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in COLUMNS) + "</tr>"
         for r in table

@@ -114,9 +114,11 @@ def test_record_writes_the_protocol_fields() -> None:
         n = replicate.record("loss", "C beats D", "Someone 2024", values=[-1.0, -1.2, -0.9], outcome=replicate.mean_ci_rule([-1.0, -1.2, -0.9]))
         x = replicate.record("explore", "E", "", values=vals, outcome=o, kind="exploratory")
         assert e["verdict"] == "reproduced" and e["n_replicates"] == 3 and e["replicates"] == vals and e["ci"]["method"] == "t"
-        assert n["verdict"] == "inconclusive" and "no diagnosis" in n["why"] and x["verdict"] == "inconclusive"
+        assert n["verdict"] == "inconclusive" and "no diagnosis" in n["why"] and x["verdict"] == "exploratory"
+        d = replicate.record("identity", "a = a", "", values=[True, True, True], outcome=replicate.k_of_n_rule([True] * 3, 3), kind="demonstration")
+        assert d["verdict"] == "demonstrated" and d["passed"] is True
         stored = json.loads(open(mlflow.get_artifact_uri("claims.json").removeprefix("file://")).read())
-        assert [c["name"] for c in stored] == ["gain", "loss", "explore"] and stored[0]["guards"][0]["name"] == "converged"
+        assert [c["name"] for c in stored] == ["gain", "loss", "explore", "identity"] and stored[0]["guards"][0]["name"] == "converged"
         with pytest.raises(ValueError, match="replicate values"):
             replicate.record("bad", "", "", values=[1.0, 2.0], outcome=o)
     r = mlflow.get_run(run.info.run_id)
