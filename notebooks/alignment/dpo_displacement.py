@@ -20,7 +20,7 @@
 # *margin*: $\partial\ell/\partial\ln\pi(y^+) = -\beta\sigma(-\beta\Delta) = -\partial\ell/\partial\ln\pi(y^-)$.
 # Razin et al. call **likelihood displacement** the case where the loss falls but $\ln\pi(y^+|x)$ falls too
 # (Def. 1); it is *benign* when the mass goes to tokens meaning the same as $y^+$ and *catastrophic* when it goes to
-# tokens of the opposite meaning. Their findings, which this notebook reproduces at CPU scale:
+# tokens of the opposite meaning. Their findings, which this notebook tests at CPU scale:
 #
 # 1. **Single-token displacement (§3, Table 1).** After SFT on the Persona "ends-justify-means" statements, DPO on
 #    *one* prompt (100 full-batch steps, β = 0.1, RMSprop lr 1e-7, 10 seeds — the seed picks the prompt — runs whose
@@ -40,14 +40,35 @@
 # **Here, at CPU scale.** No pretrained model can be downloaded, so we build a **synthetic persona world**
 # (`lossbook.alignment.world`): answer tokens in an agreeing group {Yes, Yeah, Sure, Certainly, Absolutely} and a
 # disagreeing group {No, Never, Maybe, Perhaps}; statements made of concept words with 3 interchangeable synonyms
-# each and a latent trait (sign of the concepts' polarities) that decides the answer group; a pretraining corpus in
-# which the answer token inside a group and the synonyms are interchangeable in context (so the unembeddings acquire
-# real similarity structure); SFT on single-token answers where the *speaker* picks the preferred token inside the
-# group (so after SFT one token holds most of the mass, as in the paper). A tiny GPT (`lossbook.models.gpt`) is
-# pretrained from scratch and SFT'd (both cached by config hash under `runs/cache/`), then we run the paper's
-# protocols on it. The world's sizes, the GPT's shape and the pretraining/SFT budgets are one named recipe
-# (`base_recipe`, defined in `lossbook.alignment.recipes`) that all alignment notebooks share, so they share the
-# cached checkpoints too. The single-token runs and their summary table are `lossbook.alignment.displacement`.
+# each and a latent trait that decides the answer group; a pretraining corpus in which the answer tokens of a group
+# and the synonyms of a concept are interchangeable in context (so the unembeddings acquire similarity structure);
+# then SFT on single-token answers. A tiny GPT (`lossbook.models.gpt`) is pretrained from scratch and SFT'd (cached
+# by config hash under `runs/cache/`; the recipe `base_recipe` in `lossbook.alignment.recipes` is shared by all
+# alignment notebooks). **A world seed is one replicate**: its own world, pretraining, SFT and DPO prompts; every
+# claim is read over `world_seeds` and reports "k of N worlds" with the per-world numbers.
+#
+# **Where this departs from the paper, and why** (the old version of this notebook said "as in the paper" for two
+# of these; it was not):
+# - *SFT labels.* The paper's SFT labels are uniform inside the meaning group; π(y+) dominance after SFT comes from
+#   the pretrained prior of a real LM. Our from-scratch model has no such prior, so the SFT label is the *speaker's*
+#   favourite token with probability 0.9 (uniform in the group otherwise) — a departure, made so that π(y+) starts
+#   high as in Table 1 (0.65–0.99).
+# - *Prompts.* The paper's DPO prompts come from its SFT set; ours are fresh statements whose SFT answer is y+.
+# - *Progress, not steps.* The paper trains 100 steps at lr 1e-7 on 1–8B models. A step count does not transfer to a
+#   ~100k-parameter model; training progress does. We train each run up to a step cap and read it at the first step
+#   where its **DPO loss ≤ `loss_target` = 0.5** (pre-registered), with the whole curve shown. For one prompt and
+#   one-token responses the DPO loss is a function of π(y+) and π(y−) alone, so IPO and no-SFT runs are read at the
+#   same DPO-loss target (`lossbook.alignment.progress`).
+# - *lr.* RMSprop, β = 0.1, full batch, one prompt, 10 prompt seeds, as in the paper; lr `dpo_lr` = 3e-5, fixed
+#   before the claims by a progress rule on a pilot on world 0 (the lr at which every pair reaches L ≤ 0.5 within
+#   the cap while taking ≥ 20 steps to do so, so the curve is resolved; 1e-5 needs ~350 steps for No/Never and more
+#   for Sure/Yes, 1e-4 reaches the target in 5–26 steps). The pilot printed π(y+) too; at the loss target it was
+#   nearly the same at all three lrs, which the lr figure below shows on this run.
+# - *Stability filters.* The paper drops runs whose loss ever rose. We apply two filters over steps 0..t* (t* = the
+#   step that reaches the target), stated before the run: the paper's **strict** one (L_{t+1} <= L_t, exact) and a
+#   **substantive** one (no single-step rise above `stability_rel_tol` = 1% of the loss). **The claims use the
+#   substantive filter** (RMSprop's 0.01–0.1% loss wiggles are not instability); the tables give both counts, and the
+#   main claim is recomputed under the strict filter as an exploratory row.
 #
 # **Position convention for h (fixed for the whole book).** $h_{x,y_{<k}}$ is the final-LayerNorm output (the vector
 # that multiplies the unembedding) at the position that *predicts* $y_k$: the last prompt token for $k=1$, token
@@ -55,74 +76,97 @@
 # `hidden_states[-1][0][query_len-1:]`, one extra position after the last response token.) Our responses end in
 # `<eos>`, which counts as a response token.
 #
-# **Claims, with thresholds fixed before running** (the three of the book's issue; checked in the Claims section):
-# 1. displacement occurs (π(y+) max-drop ≥ 0.2) in a majority (> 50%) of stable runs for at least one similar-token
-#    pair (y+ and y− in the same meaning group: No/Never, Sure/Yes), **and** the mean max-drop over the similar pairs'
-#    stable runs is larger than over the dissimilar pair's (Yes/No);
-# 2. Spearman ρ ≥ 0.5 between $\langle W_z,W_{y^+}-W_{y^-}\rangle$ (W of the SFT model) and the early change of
-#    $\ln\pi(z)$ (after `early_steps` DPO steps) over all tokens $z\notin\{y^+,y^-\}$ — the **median** ρ over all
-#    stable DPO-after-SFT runs;
-# 3. CHES-percentile subsets give a monotone change of the mean preferred log-prob (Spearman between percentile and
-#    change ≤ −0.9), the top-percentile subset's change is < 0, and CHES predicts better than both baselines: its
-#    Spearman is strictly more negative than that of −(normalised edit distance) and of the last-hidden inner
-#    product, each oriented so that "higher = more similar" and each evaluated on its own percentile subsets.
+# **Claims, with thresholds fixed before running** (ids as in `claims.json`; N = number of worlds, k = ⌈2N/3⌉):
+# 1. `displacement_similar_pairs` (the paper's claim, Table 1): for each same-group pair (No/Never, Sure/Yes), ≥ 80%
+#    of the kept runs have max-drop ≥ 0.2 at the loss target, in ≥ k of N worlds.
+# 2. `catastrophic_when_similar`: in those displaced same-group runs the opposite-group mass rises by ≥ 0.1 (in
+#    ≥ 80% of them), in ≥ k of N worlds.
+# 3. `thm2_gain_ordering`: the per-world median Spearman ρ between $\langle W_z,W_{y^+}-W_{y^-}\rangle$ (SFT
+#    unembeddings) and the early change of $\ln\pi(z)$ (after `early_steps` steps), over z ∉ {y+, y−}; the
+#    order-statistic CI of the median over worlds is above 0.5.
+# 4. `ches_ranks_displacement` (Fig. 2): 10 decile windows of each score; replicates = worlds × `pref_set_seeds`
+#    (two preference sets per world). Passes if the CI of the median ρ_CHES (Spearman of window index vs mean
+#    change of ln π(y+)) has its upper end ≤ −0.7, the top CHES decile lowers ln π(y+) in ≥ 80% of replicates, and
+#    ρ_CHES − max(ρ of the two baselines) has a t-CI below 0.
+# 5. `similar_displace_more` — **exploratory** (the book's hypothesis, not the paper's: in Table 1 the dissimilar
+#    Yes/No drops by 0.62 on average, the same-group pairs by 0.55): per-world mean drop of same-group pairs minus
+#    the dissimilar pair's.
+# 6. Where the mass goes (same group / opposite group / non-answer), per pair and world, next to Table 1; IPO (Table
+#    3) and DPO without SFT (Table 2) as recorded rows; a geometry row per world (same-meaning tokens are closer in
+#    unembedding space than different-meaning ones), which is also a guard of claims 1–2.
 #
-# Note, before running: in the paper's own Table 1 the mean drop of the dissimilar pair Yes/No (0.69, 0.22, 0.96:
-# mean 0.62) is *larger* than that of the same-group pairs (No/Never 0.84, 0.21; Sure/Yes 0.59: mean 0.55), so the
-# second half of claim 1 is the book's hypothesis (similar unembeddings → more displacement, Thm 1), not a number
-# the paper reports.
+# A `not reproduced` verdict carries a diagnosis computed from the ablations in this notebook (lower loss targets on
+# the same runs, the other stability filter, other lrs, untied embeddings, the other worlds).
 
 # %% tags=["parameters"]
 mlflow_run_id = ""  # injected by the runner; empty when run by hand -> the notebook starts its own run
 profile = "interactive"  # injected by the runner (smoke | default | full)
-seed = 0  # world, model init and data seed
+seed = 0  # seed of the DPO mini-batch order in the CHES part (the worlds have their own seeds)
 device = "auto"  # "auto" (CUDA, else MPS, else CPU), or a torch device such as "cpu"
-threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default
+threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default; in [0, inf)
 # the synthetic world, the tiny GPT, pretraining and SFT (AdamW; cached by config hash, shared by the alignment notebooks)
 base_recipe = "persona-tiny"  # a name in lossbook.alignment.recipes.BASE_RECIPES: persona-smoke | persona-tiny | persona-small
-# Part 1: single-token DPO on one prompt (Razin et al. §3)
+world_seeds = [0, 1, 2]  # replicate worlds: each its own world, pretraining, SFT and prompts (≥ 3 outside smoke)
+tie_weights = True  # False: untied unembedding for the main runs (their own pretraining + SFT per world)
+untied_world_seeds = [0]  # worlds re-run with the other tying as an ablation (where the mass goes); [] to skip
+# Part 1: single-token DPO on one prompt (Razin et al. §3), read at matched progress
 token_pairs = ["No/Never", "Sure/Yes", "Yes/No"]  # y+/y-; the paper's three pairs
-n_prompt_seeds = 10  # the seed picks the prompt
-dpo_steps = 100  # full-batch DPO (and IPO) steps per run
-beta = 0.1  # DPO β
-dpo_lr = 1.0e-5  # RMSprop; fixed by a stability-only rule, see Part 1
-ipo_tau = 0.01  # the paper's τ
-ipo_lr = 1.0e-6  # the paper's IPO/DPO lr ratio (1e-8 / 1e-7)
-lr_sensitivity = [1.0e-6, 1.0e-4]  # DPO repeated at these lrs (no claim)
-n_lr_sensitivity_seeds = 5  # prompt seeds per pair at each lr_sensitivity lr
-early_steps = 5  # "early change" of ln π(z) for the Thm 2 check
-# Part 3: CHES percentile subsets (Razin et al. §5)
-n_pairs = 1000  # multi-token preference pairs scored by CHES and the baselines
-subset_size = 128  # pairs per percentile window
-percentiles = [0, 25, 50, 75, 100]  # window centres (percentile of the score)
-pref_batch_size = 8  # DPO mini-batch size in Part 3
-pref_epochs = 1  # DPO epochs per window
-pref_lr = 1.0e-5  # RMSprop lr in Part 3
-part3_seeds = [0, 1, 2]  # the seed shuffles the mini-batches
+n_prompt_seeds = 10  # prompts per pair and world (the seed picks the prompt); in [1, inf)
+beta = 0.1  # DPO β (the paper's); > 0
+dpo_lr = 3.0e-5  # RMSprop lr, fixed by the progress rule in the text (not by the drops); > 0
+max_steps = 800  # step cap per run (full batch); runs are read at the loss target, the rest shows the curve; in [1, inf)
+loss_target = 0.5  # pre-registered progress: each run is read at its first step with DPO loss ≤ this; > 0
+ablation_targets = [0.65, 0.6, 0.55, 0.5, 0.45, 0.4]  # DPO-loss targets of the share-vs-target ablation (same runs)
+stability_rel_tol = 0.01  # substantive filter: no single-step loss rise above this fraction of the loss; in [0, inf)
+lr_curves = [1.0e-5, 3.0e-5, 1.0e-4]  # lrs of the curves-vs-loss figure (first world; no claim); > 0
+n_lr_curve_seeds = 3  # prompts per pair at each lr of lr_curves; in [1, inf)
+ipo_tau = 0.01  # the paper's IPO τ; > 0
+ipo_lr = 3.0e-6  # the paper's IPO/DPO lr ratio (1e-8 / 1e-7) applied to dpo_lr; > 0
+n_variant_seeds = 3  # prompts per pair and world for the IPO and no-SFT rows; in [1, inf)
+early_steps = 5  # "early change" of ln π(z) for the Thm 2 check; in [1, inf)
+# Part 3: CHES decile windows (Razin et al. §5)
+n_pairs = 1000  # multi-token preference pairs per preference set; in [1, inf)
+n_windows = 10  # windows of each score's order (deciles); in [1, inf)
+pref_set_seeds = [10, 11]  # preference sets per world (seed offsets of the pair generator)
+pref_batch_size = 8  # DPO mini-batch size in Part 3; in [1, inf)
+pref_epochs = 1  # DPO epochs per window (the paper: one); in [1, inf)
+pref_lr = 1.0e-5  # RMSprop lr in Part 3; > 0
+ches_ablation_epochs = 3  # epochs of the Part-3 ablation on the first replicate (more progress); in [0, inf)
 # thresholds (written before running; never moved)
-drop_threshold = 0.2  # claim 1: a run displaces when π(y+) max-drop >= this
-rho_threshold = 0.5  # claim 2: median Spearman ρ (Thm 2) >= this
-ches_rho_threshold = -0.9  # claim 3: Spearman(percentile, mean change) <= this
+drop_threshold = 0.2  # a run displaces when π(y+) max-drop ≥ this (Table 1: drops ≥ 0.21); in [0, 1]
+share_threshold = 0.8  # claims 1-2: share of runs per pair/world; in [0, 1]
+rise_threshold = 0.1  # claim 2: opposite-group mass rise
+rho_threshold = 0.5  # claim 3: median Spearman ρ (Thm 2) ≥ this
+ches_rho_threshold = -0.7  # claim 4: upper CI end of the median ρ_CHES ≤ this
+min_kept_runs = 5  # guard: the paper keeps ≥ 5 stable runs per configuration; in [1, inf)
 
 # %%
-from lossbook import claims, plotting, repro, tracking
+from lossbook import plotting, replicate, repro, tracking
 
 tracking.attach(mlflow_run_id, "dpo_displacement", globals())
 plotting.setup()
 
+import math
 import time
-from collections import Counter
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 from IPython.display import Markdown, display
-from scipy.stats import spearmanr
 
-from lossbook.alignment.displacement import displacement_runs, displacement_table, meaning_groups
-from lossbook.alignment.metrics import percentile_windows
-from lossbook.alignment.preference import PreferenceConfig, clone_policy, similarity_scores, train_preference
+from lossbook.alignment.preference import PreferenceConfig, similarity_scores
+from lossbook.alignment.progress import (
+    KINDS,
+    ches_window_changes,
+    curves_vs_loss,
+    read_worlds,
+    runs_over_worlds,
+    share_vs_target,
+    unembedding_geometry,
+    world_stats,
+    world_table,
+)
 from lossbook.alignment.recipes import base_models
 from lossbook.alignment.world import multi_token_preference_data
 
@@ -131,136 +175,178 @@ dev = repro.get_device(device)
 repro.set_threads(threads)
 repro.seed_everything(seed)
 pairs = [tuple(p.split("/")) for p in token_pairs]
-print(f"device {dev}, torch threads {torch.get_num_threads()}, profile {profile}")
+n_worlds = len(world_seeds)
+k_worlds = math.ceil(2 * n_worlds / 3)  # "≥ 2 of 3 worlds", for any N
+print(f"device {dev}, torch threads {torch.get_num_threads()}, profile {profile}; {n_worlds} worlds, claims need >= {k_worlds}")
 
 # %% [markdown]
-# ## Setup: the world, pretraining and SFT
+# ## Setup: the worlds, pretraining and SFT, and their unembedding geometry
+# One pretrained + SFT'd GPT per world seed. The geometry row measures what the paper's argument needs: answer tokens
+# of one meaning group closer (cosine of SFT unembeddings) than tokens of different groups, and synonyms closer than
+# different concepts.
 
 # %%
 t0 = time.perf_counter()
-models = base_models(base_recipe, seed, device=dev)  # the recipe's world and its pretrained and SFT'd GPT
+models = {ws: base_models(base_recipe, ws, device=dev, gpt_overrides={"tie_weights": tie_weights}) for ws in world_seeds}
 t_models = time.perf_counter() - t0
-world, base, sft = models["world"], models["base"].to(dev), models["sft"].to(dev)
-print(f"vocabulary {world.vocab_size} tokens; GPT {sft.num_params(False):,} parameters ({sft.num_params():,} non-embedding); "
-      f"pretrain+SFT (or cache load) {t_models:.1f} s")
-print("example document:", " ".join(world.decode(world.pretrain_corpus(1, seed=123)[0])))
-tracking.log_metrics({"time/models_s": t_models, "model/params": sft.num_params(False)})
+worlds = {ws: m["world"] for ws, m in models.items()}
+sft0 = models[world_seeds[0]]["sft"]
+print(f"vocabulary {worlds[world_seeds[0]].vocab_size} tokens; GPT {sft0.num_params(False):,} parameters, tied = {tie_weights}; "
+      f"pretrain+SFT (or cache load) of {n_worlds} worlds {t_models:.1f} s")
+geometry = pd.DataFrame({ws: unembedding_geometry(m["sft"].unembedding(), m["world"]) for ws, m in models.items()}).T.rename_axis("world")
+display(geometry.round(3))
+tracking.log_metrics({"time/models_s": t_models, "model/params": sft0.num_params(False)})
 
 # %%
-answers = world.agree_ids + world.disagree_ids
-names = [world.itos[i] for i in answers]
-W_sft = sft.unembedding().detach().cpu().double()
-Wn = torch.nn.functional.normalize(W_sft[answers], dim=1)
-cos = (Wn @ Wn.T).numpy()
+w0 = worlds[world_seeds[0]]
+answers = w0.agree_ids + w0.disagree_ids
+names = [w0.itos[i] for i in answers]
+Wn = torch.nn.functional.normalize(sft0.unembedding().detach().cpu().double()[answers], dim=1)
 fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-ph, sh = models["pretrain_history"], models["sft_history"]
-axes[0].plot(ph["step"], ph["loss"])
+for ws, m in models.items():
+    axes[0].plot(m["pretrain_history"]["step"], m["pretrain_history"]["loss"], label=f"world {ws}")
+    axes[1].plot(m["sft_history"]["step"], m["sft_history"]["loss"], label=f"world {ws}")
 axes[0].set(xlabel="pretraining step", ylabel="next-token CE (nats/token)", title="pretraining")
-axes[1].plot(sh["step"], sh["loss"])
 axes[1].set(xlabel="SFT step", ylabel="answer-token CE (nats)", title="SFT (single-token answers)")
-im = axes[2].imshow(cos, cmap="RdBu_r", vmin=-1, vmax=1)
+axes[0].legend()
+im = axes[2].imshow((Wn @ Wn.T).numpy(), cmap="RdBu_r", vmin=-1, vmax=1)
 axes[2].set_xticks(range(len(names)), names, rotation=60)
 axes[2].set_yticks(range(len(names)), names)
-axes[2].set_title("cosine of SFT unembeddings W_z")
+axes[2].set_title(f"cosine of SFT unembeddings W_z (world {world_seeds[0]})")
 fig.colorbar(im, ax=axes[2])
 tracking.log_figure(fig, "setup_training_and_unembedding_similarity")
 plt.show()
-na = len(world.agree_ids)
-within = np.concatenate([cos[:na, :na][np.triu_indices(na, 1)], cos[na:, na:][np.triu_indices(len(answers) - na, 1)]])
-across = cos[:na, na:].ravel()
-print(f"mean cosine of answer unembeddings: within a meaning group {within.mean():.2f}, across groups {across.mean():.2f}")
-for yp, ym in pairs:
-    print(f"  cos(W_{yp}, W_{ym}) = {cos[names.index(yp), names.index(ym)]:.2f}")
 
 # %% [markdown]
-# ## Part 1 — single-token displacement (Razin et al. §3, Table 1)
-#
-# For each pair (y+, y−) and seed s, the prompt is the s-th fresh persona statement whose SFT answer is y+ (so π(y+)
-# starts high, as in the paper). DPO: 100 full-batch steps on that one prompt, β = 0.1, RMSprop. Runs whose loss ever
-# rose are dropped ("stable" runs are kept). We record the whole next-token distribution at the answer position at
-# every step.
-#
-# **Learning rate.** The paper's lr (1e-7) is for 1–8B models; a 100k-parameter model needs a different one. It was
-# fixed *before* these runs by a stability-only rule on a pilot (10 prompts per pair, lr ∈ {1e-6, 1e-5, 1e-4}, on a
-# model from the same recipe with a longer context window): the
-# largest power of ten at which no pilot run's loss rose. At 1e-4 the loss rose in 27 of 30 pilot runs; at 1e-5 in
-# none. The pilot also showed drops; they did not enter the choice, and the lr-sensitivity table below repeats the
-# experiment at 1e-6 and 1e-4 so the reader can see how much depends on it. IPO uses the paper's IPO/DPO lr ratio
-# (1/10) and τ = 0.01; "without SFT" starts DPO from the pretrained model on the same prompts.
+# ## Part 1 — single-token displacement at matched progress (Razin et al. §3, Table 1)
+# For each world, pair (y+, y−) and prompt seed s, the prompt is the s-th fresh statement of that world whose SFT
+# answer is y+. DPO from the SFT model: full batch, one prompt, β = 0.1, RMSprop at `dpo_lr`, up to `max_steps`
+# steps; the whole next-token distribution at the answer position is recorded every step, and each run is read at
+# its first step t* with DPO loss ≤ `loss_target`. The drop is the paper's $\max_{t<t'\le t^*}\pi_t(y^+)-\pi_{t'}(y^+)$.
 
 # %%
-def run_setting(name: str, ref_model: torch.nn.Module, cfg: PreferenceConfig, n_seeds: int) -> dict:
-    """Part 1's protocol for every token pair and `n_seeds` prompts (curves of seed 0 logged under `name`)."""
-    return displacement_runs(world, ref_model, cfg, pairs, n_seeds, seed=seed, early_steps=early_steps, device=dev, name=name)
-
-
-def summarize(results: dict) -> pd.DataFrame:
-    """One row per token pair over its stable runs (Table 1's columns and ours)."""
-    return displacement_table(world, results, drop_threshold)
-
-
 t0 = time.perf_counter()
-cfg_dpo = PreferenceConfig(loss="dpo", beta=beta, lr=dpo_lr, optimizer="rmsprop", steps=dpo_steps)
-dpo = run_setting("dpo_sft", sft, cfg_dpo, n_prompt_seeds)
+cfg_dpo = PreferenceConfig(loss="dpo", beta=beta, lr=dpo_lr, optimizer="rmsprop", steps=max_steps)
+dpo = runs_over_worlds(models, "sft", cfg_dpo, pairs, n_prompt_seeds, early_steps=early_steps, device=dev, name="dpo_sft", log_curves=True)
 t_part1 = time.perf_counter() - t0
-table_dpo = summarize(dpo)
-print(f"DPO after SFT: {len(pairs) * n_prompt_seeds} runs in {t_part1:.1f} s")
-display(table_dpo)
+reads = read_worlds(dpo, worlds, loss_target, beta, stability_rel_tol)
+table = world_table(reads, worlds, drop_threshold)
+stats = world_stats(reads, worlds, drop_threshold, rise_threshold)
+stats_strict = world_stats(reads, worlds, drop_threshold, rise_threshold, stability="strict")
+print(f"DPO after SFT: {n_worlds * len(pairs) * n_prompt_seeds} runs of {max_steps} steps in {t_part1:.1f} s")
+display(Markdown(f"**Per world and pair, read at DPO loss ≤ {loss_target}** (kept = reached the target and passed the "
+                 f"substantive filter; Δ = mass change from step 0 to t*, mean over kept runs):"))
+display(table.round(3))
+display(Markdown("**Per-world statistics the claims read** (substantive filter; then the strict filter):"))
+display(stats.round(3))
+display(stats_strict.round(3))
 
 # %% [markdown]
-# The trajectories: mean over stable runs (shaded: min–max over runs) of π(y+), π(y−) and the benign and
-# catastrophic masses, and the three biggest gainers of the first stable run (black).
+# ### The curves: probabilities and masses against DPO loss, and the drop against the loss target
+# Top row: mean over kept runs of π(y+), π(y−) and the three other masses, against the DPO loss (read right to
+# left: training lowers the loss), one line style per world; the dotted line is the loss target. Bottom row: the
+# share of runs with drop ≥ 0.2 at each loss target of `ablation_targets` (the same runs, read at another target).
 
 # %%
-def traj(runs: list, key: str | int) -> np.ndarray:
-    """[runs, steps+1] probability trajectory of a named mass or of token id `key`."""
-    return np.stack([r[key] if isinstance(key, str) else r["token_probs"][:, key] for r in runs])
-
-
-
-fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4), sharey=True)
-for ax, (yp, ym) in zip(np.atleast_1d(axes), pairs):
-    st = [r for r in dpo[(yp, ym)] if r["stable"]] or dpo[(yp, ym)]
-    for key, label, color in (("p_plus", f"π({yp}) = y+", "C0"), ("p_minus", f"π({ym}) = y−", "C3"),
-                              ("benign", "benign mass (same group)", "C2"), ("catastrophic", "catastrophic mass (other group)", "C1")):
-        T = traj(st, key)
-        x = np.arange(T.shape[1])
-        ax.plot(x, T.mean(0), color=color, label=label, lw=2)
-        ax.fill_between(x, T.min(0), T.max(0), color=color, alpha=0.15)
-    r0 = st[0]
-    for z, ls in zip(r0["top"], (":", "-.", "--")):
-        ax.plot(r0["token_probs"][:, z], color="k", ls=ls, lw=1, label=f"π({world.itos[z]}) (top gainer, run 1)")
-    ax.set(title=f"DPO: y+ = {yp}, y− = {ym}", xlabel="DPO step (full batch, one prompt)", ylabel="probability at the answer position")
-    ax.legend(fontsize=7)
-tracking.log_figure(fig, "part1_probability_trajectories")
+grid = np.linspace(0.693, min(ablation_targets), 60)
+colors = dict(zip(KINDS, ("C0", "C3", "C2", "C1", "C7")))
+fig, axes = plt.subplots(2, len(pairs), figsize=(5 * len(pairs), 8), squeeze=False)
+shares = {}
+for j, (yp, ym) in enumerate(pairs):
+    for ws, ls in zip(world_seeds, ("-", "--", ":", "-.", (0, (1, 3)))):
+        cur = curves_vs_loss(dpo[ws][(yp, ym)], worlds[ws], yp, ym, beta, grid)
+        for kind in KINDS:
+            axes[0, j].plot(grid, cur[kind], color=colors[kind], ls=ls, label=f"{kind}" if ws == world_seeds[0] else None)
+        shares[(ws, yp, ym)] = share_vs_target(dpo[ws][(yp, ym)], worlds[ws], yp, ym, ablation_targets, beta, drop_threshold, stability_rel_tol)
+        axes[1, j].plot(ablation_targets, shares[(ws, yp, ym)], marker="o", ls=ls, label=f"world {ws}")
+    axes[0, j].axvline(loss_target, color="k", ls=":", lw=1)
+    axes[0, j].invert_xaxis()
+    axes[0, j].set(title=f"y+ = {yp}, y− = {ym} (lr {dpo_lr:g})", xlabel="DPO loss (nats)", ylabel="probability mass at the answer position")
+    axes[0, j].legend(fontsize=7, title=f"line style = world {world_seeds}", title_fontsize=7)
+    axes[1, j].axhline(share_threshold, color="k", ls=":", lw=1)
+    axes[1, j].axvline(loss_target, color="k", ls=":", lw=1)
+    axes[1, j].invert_xaxis()
+    axes[1, j].set(xlabel="DPO-loss target (nats)", ylabel=f"share of kept runs with drop ≥ {drop_threshold}", ylim=(-0.05, 1.05))
+    axes[1, j].legend(fontsize=7)
+tracking.log_figure(fig, "part1_masses_vs_dpo_loss_and_share_vs_target")
 plt.show()
 
 # %% [markdown]
-# ### IPO, DPO without SFT, and the learning rate
-# The same protocol with IPO (τ = 0.01, length-averaged log-ratios, lr = dpo_lr/10), with DPO starting from the
-# *pretrained* model (the paper's Table 2 setting), and with DPO at other learning rates. None of these carries a
-# claim; they show how much the Part-1 numbers depend on the choices.
+# ### Does the learning rate matter at matched progress?
+# π(y+) and π(y−) against DPO loss (left: against steps) for the lrs of `lr_curves`, first world,
+# `n_lr_curve_seeds` prompts per pair. If the curves against loss coincide, reading at a loss target removes the lr
+# from the comparison; against steps they do not.
 
 # %%
 t0 = time.perf_counter()
-ipo = run_setting("ipo_sft", sft, PreferenceConfig(loss="ipo", beta=ipo_tau, lr=ipo_lr, optimizer="rmsprop", steps=dpo_steps), n_prompt_seeds)
-nosft = run_setting("dpo_base", base, cfg_dpo, n_prompt_seeds)
-sens = {lr: run_setting(f"dpo_sft_lr{lr:g}", sft, PreferenceConfig(loss="dpo", beta=beta, lr=lr, optimizer="rmsprop", steps=dpo_steps), n_lr_sensitivity_seeds)
-        for lr in lr_sensitivity}
-t_variants = time.perf_counter() - t0
-cols = ["pair", "stable runs", "frac drop>=thr", "mean drop", "π(y+) from→to (mean)", "top gainers (count)"]
-variants = pd.concat(
-    [summarize(ipo)[cols].assign(setting=f"IPO τ={ipo_tau:g}, lr {ipo_lr:g}"), summarize(nosft)[cols].assign(setting="DPO without SFT")]
-    + [summarize(v)[cols].assign(setting=f"DPO lr {lr:g} ({n_lr_sensitivity_seeds} seeds)") for lr, v in sens.items()]
-    + [table_dpo[cols].assign(setting=f"DPO lr {dpo_lr:g} (main)")]
-)
-print(f"variants: {t_variants:.1f} s")
-display(variants.set_index(["setting", "pair"]))
+w_first = {world_seeds[0]: models[world_seeds[0]]}
+lr_runs = {lr: runs_over_worlds(w_first, "sft", PreferenceConfig(loss="dpo", beta=beta, lr=lr, optimizer="rmsprop", steps=max_steps),
+                                pairs, n_lr_curve_seeds, early_steps=early_steps, device=dev)[world_seeds[0]] for lr in lr_curves}
+t_lr = time.perf_counter() - t0
+fig, axes = plt.subplots(2, len(pairs), figsize=(5 * len(pairs), 8), squeeze=False)
+for j, (yp, ym) in enumerate(pairs):
+    for lr, c in zip(lr_curves, ("C0", "C1", "C2", "C3")):
+        cur = curves_vs_loss(lr_runs[lr][(yp, ym)], w0, yp, ym, beta, grid)
+        axes[0, j].plot(grid, cur["y_plus"], color=c, label=f"π(y+), lr {lr:g}")
+        axes[0, j].plot(grid, cur["y_minus"], color=c, ls="--", label=f"π(y−), lr {lr:g}")
+        axes[1, j].plot(np.mean([r["p_plus"] for r in lr_runs[lr][(yp, ym)]], 0), color=c, label=f"π(y+), lr {lr:g}")
+    axes[0, j].axvline(loss_target, color="k", ls=":", lw=1)
+    axes[0, j].invert_xaxis()
+    axes[0, j].set(title=f"{yp}/{ym}, world {world_seeds[0]}", xlabel="DPO loss (nats)", ylabel="probability")
+    axes[1, j].set(xlabel="DPO step (full batch)", ylabel="π(y+)", xscale="log")
+    axes[0, j].legend(fontsize=7)
+    axes[1, j].legend(fontsize=7)
+tracking.log_figure(fig, "part1_lr_curves_vs_loss_and_steps")
+plt.show()
+lr_table = pd.concat({f"lr {lr:g}": world_table(read_worlds({world_seeds[0]: v}, worlds, loss_target, beta, stability_rel_tol), worlds, drop_threshold)
+                      .set_index("pair")[["kept", "mean t*", "share drop≥thr", "mean drop", "π(y+) 0→t*"]] for lr, v in lr_runs.items()}, names=["lr"])
+print(f"lr curves: {t_lr:.1f} s")
+display(lr_table.round(3))
 
 # %% [markdown]
-# ### The paper's Table 1 next to ours
+# ### IPO, DPO without SFT, and untied embeddings (recorded rows, Tables 2–3)
+# IPO (τ = 0.01, lr = `ipo_lr`) from the SFT model, and DPO from the *pretrained* model (the paper's Table 2), both
+# read at the same DPO-loss target (or at the cap, when the run does not get there: the `reached` column says which).
+# The untied ablation repeats the main protocol on `untied_world_seeds` with the other setting of `tie_weights`.
+
+# %%
+t0 = time.perf_counter()
+cfg_ipo = PreferenceConfig(loss="ipo", beta=ipo_tau, lr=ipo_lr, optimizer="rmsprop", steps=max_steps)
+ipo = runs_over_worlds(models, "sft", cfg_ipo, pairs, n_variant_seeds, early_steps=early_steps, device=dev)
+nosft = runs_over_worlds(models, "base", cfg_dpo, pairs, n_variant_seeds, early_steps=early_steps, device=dev)
+untied_models = {ws: base_models(base_recipe, ws, device=dev, gpt_overrides={"tie_weights": not tie_weights}) for ws in untied_world_seeds}
+untied = runs_over_worlds(untied_models, "sft", cfg_dpo, pairs, n_prompt_seeds, early_steps=early_steps, device=dev)
+t_variants = time.perf_counter() - t0
+reads_ipo, reads_nosft = read_worlds(ipo, worlds, loss_target, beta, stability_rel_tol), read_worlds(nosft, worlds, loss_target, beta, stability_rel_tol)
+reads_untied = read_worlds(untied, {ws: m["world"] for ws, m in untied_models.items()}, loss_target, beta, stability_rel_tol)
+cols = ["world", "pair", "runs", "reached", "kept", "share drop≥thr", "mean drop", "π(y+) 0→t*", "Δ same_group", "Δ opposite_group", "Δ non_answer", "top gainers (answers)"]
+
+
+def reads_at_cap(res: dict) -> dict:
+    """Runs read at the cap (target 0 is never reached, so every read is at the last step), for rows without progress."""
+    return read_worlds(res, worlds, 0.0, beta, stability_rel_tol)
+
+
+variants = pd.concat({
+    f"IPO τ={ipo_tau:g}, lr {ipo_lr:g} (at target)": world_table(reads_ipo, worlds, drop_threshold)[cols],
+    f"IPO τ={ipo_tau:g}, lr {ipo_lr:g} (at the cap, {max_steps} steps)": world_table(reads_at_cap(ipo), worlds, drop_threshold, "none", require_reached=False)[cols],
+    "DPO without SFT (at target)": world_table(reads_nosft, worlds, drop_threshold)[cols],
+    f"DPO, tie_weights={not tie_weights} (at target)": world_table(reads_untied, {ws: m["world"] for ws, m in untied_models.items()}, drop_threshold)[cols],
+    f"DPO, tie_weights={tie_weights} (main, at target)": table[cols],
+}, names=["setting"])
+print(f"variants: {t_variants:.1f} s")
+display(variants.round(3))
+geo_untied = pd.DataFrame({ws: unembedding_geometry(m["sft"].unembedding(), m["world"]) for ws, m in untied_models.items()}).T
+display(Markdown(f"Unembedding geometry with tie_weights={not tie_weights}:"))
+display(geo_untied.round(3))
+
+# %% [markdown]
+# ### The paper's Table 1 next to ours, and where the mass goes
 # Paper: mean over 10 runs after SFT, DPO (tokens with a leading "_" are the space-prefixed variants of a real
 # tokenizer; our world has one token per word, so its benign tokens are the other members of the meaning group).
+# Ours: per pair, mean over worlds and kept runs at the loss target, with the top gainers over the whole vocabulary
+# and over the answer tokens only, and the mass change by kind (non-answer = template words, specials, concepts,
+# speakers — tokens that Table 1 does not list).
 
 # %%
 paper_t1 = pd.DataFrame([
@@ -271,65 +357,40 @@ paper_t1 = pd.DataFrame([
     ("Llama-3-8B", "Yes/No", "0.96 (0.99→0.03)", "yes, _yes, _Yes", "—"),
     ("Llama-3-8B", "Sure/Yes", "0.59 (0.98→0.39)", "sure, _Sure", "Maybe, No, Never"),
 ], columns=["model", "y+/y−", "π(y+) drop", "benign gainers", "catastrophic gainers"])
-ours = []
-for (yp, ym), runs in dpo.items():
-    st = [r for r in runs if r["stable"]]
-    same, opp = meaning_groups(world, yp)
-    gain = Counter(z for r in st for z in r["top"])
-    ben = [world.itos[z] for z, _ in gain.most_common() if z in same]
-    cat = [world.itos[z] for z, _ in gain.most_common() if z in opp]
-    oth = [world.itos[z] for z, _ in gain.most_common() if z not in same and z not in opp]
-    fr, to = np.mean([r["drop_from_to"][0] for r in st]), np.mean([r["drop_from_to"][1] for r in st])
-    ours.append((f"tiny GPT ({sft.num_params(False) / 1e3:.0f}k)", f"{yp}/{ym}", f"{np.mean([r['max_drop'] for r in st]):.2f} ({fr:.2f}→{to:.2f})",
-                 ", ".join(ben) or "—", ", ".join(cat) or "—", ", ".join(oth) or "—"))
-ours_t1 = pd.DataFrame(ours, columns=["model", "y+/y−", "π(y+) drop", "benign gainers", "catastrophic gainers", "other top-3 gainers"])
+mass_rows = table.groupby("pair", sort=False)[["mean drop", "Δ y_plus", "Δ y_minus", "Δ same_group", "Δ opposite_group", "Δ non_answer"]].mean()
+mass_rows["top gainers (vocab), by world"] = table.groupby("pair", sort=False)["top gainers (vocab)"].apply(" | ".join)
+mass_rows["top gainers (answers), by world"] = table.groupby("pair", sort=False)["top gainers (answers)"].apply(" | ".join)
 display(Markdown("**Paper (Razin et al. 2025, Table 1)**"))
 display(paper_t1)
-display(Markdown("**Ours (top-3 gainers over stable runs, most frequent first)**"))
-display(ours_t1)
-tracking.log_dict({"paper": paper_t1.to_dict("records"), "ours": ours_t1.to_dict("records")}, "tables/table1_side_by_side.json")
+display(Markdown(f"**Ours ({n_worlds} worlds, tiny GPT {sft0.num_params(False) / 1e3:.0f}k, read at DPO loss ≤ {loss_target})**"))
+display(mass_rows.round(3))
+tracking.log_dict({"paper": paper_t1.to_dict("records"), "ours": mass_rows.reset_index().to_dict("records"),
+                   "per_world": table.to_dict("records")}, "tables/table1_side_by_side.json")
 
 # %% [markdown]
 # ## Part 2 — which tokens gain is predicted by the unembeddings (Thm 2)
-# For every stable DPO run we correlate, over all tokens z ∉ {y+, y−}, the alignment
-# $a_z=\langle W_z,W_{y^+}-W_{y^-}\rangle$ (unembeddings of the SFT model) with the early change
-# $\ln\pi_{t=\text{early}}(z)-\ln\pi_0(z)$. In the unconstrained-features model this correlation is exactly 1
-# (`tests/alignment/test_alignment_metrics.py` checks the affine law); in a transformer the hidden state moves along
-# $K\,(W_{y^+}-W_{y^-})$ with a non-isotropic kernel K (and through the final LayerNorm), so it can be lower. We also
-# show ρ without the prompt's own tokens (their tied embedding rows get gradient through the input) and Thm 1's
-# score per pair.
+# For every kept run, the Spearman ρ over tokens z ∉ {y+, y−} between $a_z=\langle W_z,W_{y^+}-W_{y^-}\rangle$ (SFT
+# unembeddings) and $\ln\pi_{t=\text{early}}(z)-\ln\pi_0(z)$. In the unconstrained-features model ρ = 1 exactly
+# (`tests/alignment/test_alignment_metrics.py` checks the affine law); in a transformer the hidden state moves along a
+# non-isotropic kernel and through the final LayerNorm, so ρ can be lower. Thm 1's score against the drop is printed
+# per world (no claim).
 
 # %%
-rho_rows = []
-for setting, res in (("DPO after SFT", dpo), ("IPO after SFT", ipo), ("DPO without SFT", nosft)):
-    for (yp, ym), runs in res.items():
-        st = [r for r in runs if r["stable"]]
-        if not st:
-            continue
-        rho_rows.append({"setting": setting, "pair": f"{yp}/{ym}", "stable runs": len(st),
-                         "median ρ": np.median([r["rho"] for r in st]), "min ρ": np.min([r["rho"] for r in st]),
-                         "max ρ": np.max([r["rho"] for r in st]),
-                         "median ρ (no prompt tokens)": np.median([r["rho_no_prompt"] for r in st]),
-                         "Thm 1 score": np.mean([r["thm1"] for r in st]), "mean drop": np.mean([r["max_drop"] for r in st])})
-rho_table = pd.DataFrame(rho_rows)
-display(rho_table.round(3))
-st_all = [r for runs in dpo.values() for r in runs if r["stable"]]
-rho_thm1 = float(spearmanr([r["thm1"] for r in st_all], [r["max_drop"] for r in st_all])[0]) if len(st_all) > 2 else float("nan")
-print(f"Thm 1: Spearman(Thm 1 score at init, max-drop of π(y+)) over {len(st_all)} stable DPO runs = {rho_thm1:+.2f}")
-tracking.log_metrics({"part2/rho_thm1_score_vs_drop": rho_thm1})
+from scipy.stats import spearmanr  # noqa: E402
 
-groups = world.token_groups()
+thm1_rho = {ws: float(spearmanr([r["thm1"] for rs in by.values() for r in rs if r["reached"] and r["substantive"]],
+                                [r["drop"] for rs in by.values() for r in rs if r["reached"] and r["substantive"]])[0]) for ws, by in reads.items()}
+display(pd.DataFrame({"median ρ (Thm 2)": stats["median_rho"], "Spearman(Thm 1 score, drop)": pd.Series(thm1_rho)}).round(3))
+groups = w0.token_groups()
 kind_of = {z: k for k, ids in groups.items() for z in ids}
-fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4))
-for ax, (yp, ym) in zip(np.atleast_1d(axes), pairs):
-    r = dpo[(yp, ym)][0]
-    keep = [z for z in range(world.vocab_size) if z not in (world.stoi[yp], world.stoi[ym])]
+fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4), squeeze=False)
+for ax, (yp, ym) in zip(axes[0], pairs):
+    r = dpo[world_seeds[0]][(yp, ym)][0]
+    keep = [z for z in range(w0.vocab_size) if z not in (w0.stoi[yp], w0.stoi[ym])]
     for k, color in zip(groups, ("C2", "C1", "C7", "C4", "C9")):
         zs = [z for z in keep if kind_of[z] == k]
         ax.scatter(r["alignment"][zs], r["early_change"][zs], s=14, color=color, label=k)
-    for z in r["top"]:
-        ax.annotate(world.itos[z], (r["alignment"][z], r["early_change"][z]), fontsize=8)
-    ax.set(title=f"{yp}/{ym}, seed 0: ρ = {r['rho']:.2f}", xlabel="⟨W_z, W_y+ − W_y−⟩ (SFT unembeddings)",
+    ax.set(title=f"{yp}/{ym}, world {world_seeds[0]}, prompt 0: ρ = {r['rho']:.2f}", xlabel="⟨W_z, W_y+ − W_y−⟩ (SFT unembeddings)",
            ylabel=f"Δ ln π(z) after {early_steps} DPO steps")
     ax.legend(fontsize=7, title="token group", title_fontsize=7)
 tracking.log_figure(fig, "part2_gain_vs_alignment")
@@ -337,220 +398,258 @@ plt.show()
 
 # %% [markdown]
 # ## Part 3 — CHES ranks which samples displace (Razin et al. §5, Fig. 2)
-# A multi-token preference set: the prompt is a persona statement, y+ a trait-consistent response
-# `answer because w1..wk <eos>`, and y− one of eight variants from near-identical to disjoint — one synonym swapped,
-# the answer swapped within its group, *all* tokens swapped for synonyms (disjoint tokens, same meaning), one word
-# more or less, the answer flipped to the other group (near-identical tokens, opposite meaning), an opposite response,
-# a random one. Scores come from the SFT model before DPO. For each score we train one DPO epoch (RMSprop, same lr as
-# Part 1, mini-batches of `pref_batch_size`) on each of five `subset_size`-pair windows centred on the score's
-# 0/25/50/75/100th percentile, starting from the SFT model every time, and measure the mean change of
-# $\ln\pi(y^+|x)$ on that window. The paper's protocol: 512-sample windows, batch 32, one epoch, 3 seeds.
+# A multi-token preference set per world and `pref_set_seeds` entry: the prompt is a persona statement, y+ a
+# trait-consistent response `answer because w1..wk <eos>`, and y− one of eight variants from near-identical to
+# disjoint (one synonym swapped, the answer swapped within its group, all tokens swapped for synonyms, one word more or
+# less, the answer flipped to the other group, an opposite response, a random one). Scores come from the SFT model
+# before DPO, each oriented so that higher = more similar. For each score we train one DPO epoch (RMSprop `pref_lr`,
+# mini-batches of `pref_batch_size`) on each of 10 decile windows of its order, from the SFT model every time, and
+# measure the mean change of ln π(y+|x) on that window. The paper: 512-sample windows at five percentiles, batch 32,
+# one epoch.
 
 # %%
-pairs3 = world.multi_token_pairs(n_pairs, seed=seed + 10)
-data3 = multi_token_preference_data(world, pairs3).to(dev)
-scores = {k: v.cpu().numpy() for k, v in similarity_scores(sft, data3).items()}
-types = np.array([p["type"] for p in pairs3])
-oriented = {  # higher = more similar, for every score
-    "CHES": scores["ches"],
-    "lnCHES": scores["ln_ches"],
-    "−edit distance": -scores["edit_distance"],
-    "last-hidden inner product": scores["last_hidden_ip"],
-}
-by_type = pd.DataFrame({k: [float(np.mean(v[types == t])) for t in dict.fromkeys(types)] for k, v in oriented.items()},
-                       index=list(dict.fromkeys(types)))
-display(Markdown("Mean score per pair type (each oriented so that higher = more similar):"))
-display(by_type.round(2))
+def oriented_scores(model: torch.nn.Module, data) -> dict:
+    """CHES, lnCHES and the two baselines of one preference set, each oriented so that higher = more similar."""
+    s = {k: v.cpu().numpy() for k, v in similarity_scores(model, data).items()}
+    return {"CHES": s["ches"], "lnCHES": s["ln_ches"], "−edit distance": -s["edit_distance"], "last-hidden inner product": s["last_hidden_ip"]}
+
 
 t0 = time.perf_counter()
-part3 = {}
-pps = []
-for name, sc in oriented.items():
-    windows = percentile_windows(sc, percentiles, subset_size)
-    means = np.zeros((len(percentiles), len(part3_seeds)))
-    per_sample = []
-    for qi, idx in enumerate(windows):
-        for si, s in enumerate(part3_seeds):
-            repro.seed_everything(seed + s)
-            h = train_preference(clone_policy(sft), sft, data3.subset(idx),
-                                 PreferenceConfig(loss="dpo", beta=beta, lr=pref_lr, optimizer="rmsprop", batch_size=pref_batch_size,
-                                                  epochs=pref_epochs, seed=s), device=dev)
-            change = (h["final"]["chosen_logps"] - h["ref"]["chosen_logps"]).numpy()
-            means[qi, si] = change.mean()
-            per_sample.append((sc[idx], change))
-            pps.append(h["pairs_per_s"])
-    m = means.mean(1)
-    rho = float(spearmanr(percentiles, m)[0])
-    pooled = float(spearmanr(np.concatenate([a for a, _ in per_sample]), np.concatenate([b for _, b in per_sample]))[0])
-    part3[name] = {"means": means, "mean": m, "rho": rho, "pooled_rho": pooled}
-    tracking.log_metrics({f"part3/{name.replace('−', 'neg ').replace(' ', '_')}/rho": rho})
+cfg3 = PreferenceConfig(loss="dpo", beta=beta, lr=pref_lr, optimizer="rmsprop", batch_size=pref_batch_size, epochs=pref_epochs)
+part3, first_rep = {}, None
+for ws, m in models.items():
+    for ps in pref_set_seeds:
+        data3 = multi_token_preference_data(m["world"], m["world"].multi_token_pairs(n_pairs, seed=ws + ps)).to(dev)
+        sc = oriented_scores(m["sft"], data3)
+        part3[(ws, ps)] = ches_window_changes(m["sft"], data3, sc, n_windows, cfg3, seed=seed, device=dev)
+        first_rep = first_rep or (m["sft"], data3, sc)
+ches_abl = ches_window_changes(first_rep[0], first_rep[1], first_rep[2], n_windows,
+                               PreferenceConfig(loss="dpo", beta=beta, lr=pref_lr, batch_size=pref_batch_size, epochs=ches_ablation_epochs), seed=seed, device=dev)
 t_part3 = time.perf_counter() - t0
-pairs_per_s = float(np.median(pps))
-part3_table = pd.DataFrame({name: [*(f"{x:+.3f}" for x in v["mean"]), f"{v['rho']:+.2f}", f"{v['pooled_rho']:+.2f}"] for name, v in part3.items()},
-                           index=[*(f"window @ {q}th pct" for q in percentiles), "Spearman(percentile, mean change)", "per-sample Spearman (pooled)"])
-print(f"Part 3: {len(oriented) * len(percentiles) * len(part3_seeds)} DPO epochs in {t_part3:.1f} s; "
-      f"median {pairs_per_s:.0f} preference pairs/s during training")
-display(Markdown("Mean change of ln π(y+|x) after one DPO epoch, per window (mean over seeds):"))
-display(part3_table)
-comp = pd.DataFrame({f"{q}th pct": pd.Series(types[idx]).value_counts() for q, idx in zip(percentiles, percentile_windows(oriented["CHES"], percentiles, subset_size))}).fillna(0).astype(int)
-display(Markdown("Which kinds of pairs sit in each CHES window (counts):"))
-display(comp)
+score_names = list(next(iter(part3.values())))
+rho_rep = pd.DataFrame({name: [v[name]["rho"] for v in part3.values()] for name in score_names},
+                       index=pd.MultiIndex.from_tuples(list(part3), names=["world", "pref set"]))
+rho_rep["top CHES decile Δ ln π(y+)"] = [v["CHES"]["top"] for v in part3.values()]
+print(f"Part 3: {len(part3)} replicates × {len(score_names)} scores × {n_windows} windows in {t_part3:.1f} s")
+display(Markdown("**Spearman(window index, mean Δ ln π(y+)) per replicate** (−1 = the more similar, the more displaced):"))
+display(rho_rep.round(3))
+display(Markdown(f"Ablation on the first replicate with {ches_ablation_epochs} epochs per window: "
+                 + ", ".join(f"ρ_{k} {v['rho']:+.2f}" for k, v in ches_abl.items())))
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-for name, v in part3.items():
-    axes[0].errorbar(percentiles, v["mean"], yerr=v["means"].std(1), marker="o", capsize=3, label=f"{name} (ρ = {v['rho']:+.2f})")
-axes[0].axhline(0, color="k", lw=0.8)
-axes[0].set(xlabel="percentile of the score (window centre)", ylabel="mean Δ ln π(y+|x) after one DPO epoch (nats)",
-            title="preferred log-prob change vs similarity percentile")
-axes[0].legend(fontsize=8)
-order = list(by_type.sort_values("CHES").index)
-axes[1].boxplot([oriented["CHES"][types == t] for t in order], showfliers=False)
-axes[1].set_xticks(range(1, len(order) + 1), order, rotation=40, ha="right")
-axes[1].set(ylabel="CHES (SFT model)", title="CHES by the way y− was built")
-tracking.log_figure(fig, "part3_change_vs_percentile")
+for i, name in enumerate(score_names):
+    axes[0].scatter(np.full(len(rho_rep), i) + np.linspace(-0.15, 0.15, len(rho_rep)), rho_rep[name], s=18, label=name)
+    axes[0].errorbar(i + 0.3, np.median(rho_rep[name]), yerr=[[np.median(rho_rep[name]) - rho_rep[name].min()], [rho_rep[name].max() - np.median(rho_rep[name])]],
+                     fmt="D", color="k", capsize=3)
+axes[0].axhline(ches_rho_threshold, color="k", ls=":", lw=1)
+axes[0].set_xticks(range(len(score_names)), score_names, rotation=15)
+axes[0].set(ylabel="Spearman(decile, mean Δ ln π(y+))", title="per replicate (dots); median and min–max (black)")
+rep0 = next(iter(part3.values()))
+for name in score_names:
+    axes[1].plot(range(1, n_windows + 1), rep0[name]["means"], marker="o", label=name)
+axes[1].axhline(0, color="k", lw=0.8)
+axes[1].set(xlabel="decile of the score (1 = least similar)", ylabel="mean Δ ln π(y+|x) after one epoch (nats)", title="first replicate")
+axes[1].legend(fontsize=8)
+tracking.log_figure(fig, "part3_ches_rho_per_replicate")
 plt.show()
-
 # %% [markdown]
 # ## Claims
+# Every claim goes through the replication protocol (`lossbook.replicate`): one statistic per world (or per
+# world × preference set), a rule over them written before the run, guards read first, and for a "not reproduced" a
+# diagnosis computed from the ablations above (the same runs read at the lowest loss target of `ablation_targets`,
+# the strict filter, the untied ablation, the other worlds).
 
 # %%
-# Claim 1: displacement for a similar pair, and larger for similar than dissimilar pairs
-frac, drops_sim, drops_dis = {}, [], []
-for (yp, ym), runs in dpo.items():
-    st = [r for r in runs if r["stable"]]
-    d = [r["max_drop"] for r in st]
-    similar = world.answer_group(yp) == world.answer_group(ym)
-    frac[f"{yp}/{ym}"] = float(np.mean(np.array(d) >= drop_threshold)) if d else float("nan")
-    (drops_sim if similar else drops_dis).extend(d)
-sim_pairs = [f"{yp}/{ym}" for yp, ym in pairs if world.answer_group(yp) == world.answer_group(ym)]
-best_sim = max((frac[p] for p in sim_pairs if np.isfinite(frac[p])), default=float("nan"))
-mean_sim = float(np.mean(drops_sim)) if drops_sim else float("nan")
-mean_dis = float(np.mean(drops_dis)) if drops_dis else float("nan")
-c1_a = bool(np.isfinite(best_sim) and best_sim > 0.5)
-c1_b = bool(np.isfinite(mean_sim) and np.isfinite(mean_dis) and mean_sim > mean_dis)
-claims.record(
+deep_target = min(ablation_targets)
+reads_deep = read_worlds(dpo, worlds, deep_target, beta, stability_rel_tol)
+stats_deep = world_stats(reads_deep, worlds, drop_threshold, rise_threshold)
+stats_untied = world_stats(reads_untied, {ws: m["world"] for ws, m in untied_models.items()}, drop_threshold, rise_threshold)
+display(Markdown(f"**Ablation: the same runs read at DPO loss ≤ {deep_target}** (substantive filter); then the untied ablation at {loss_target}:"))
+display(stats_deep.round(3))
+display(stats_untied.round(3))
+geo_guard = replicate.progress_reached(float(geometry["answer_gap"].min()), 0.0, lower_is_better=False, name="geometry",
+                                       what="smallest within − across cosine gap of answer unembeddings over worlds", fix="a world/recipe whose same-meaning tokens are closer")
+guards1 = [
+    replicate.progress_reached(float(stats["min_reached"].min()), share_threshold, lower_is_better=False, name="progress",
+                               what="smallest share of a (world, pair)'s runs reaching the loss target", fix=f"raise max_steps above {max_steps}"),
+    replicate.progress_reached(float(stats["min_kept"].min()), min_kept_runs, lower_is_better=False, name="enough_stable_runs",
+                               what="fewest kept runs of a (world, pair)", fix="more prompt seeds"),
+    geo_guard,
+]
+sim_pairs = [f"{yp}/{ym}" for yp, ym in pairs if w0.answer_group(yp) == w0.answer_group(ym)]
+
+
+def per_world(col: str, s: pd.DataFrame = stats) -> str:
+    """'w0 0.80, w1 1.00, …' for one column of a per-world statistics table."""
+    return ", ".join(f"w{ws} {v:.2f}" for ws, v in s[col].items())
+
+
+# Claim 1: the paper's displacement for same-group pairs
+v1 = stats["min_share_similar"].to_numpy()
+o1 = replicate.k_of_n_rule(v1 >= share_threshold, k_worlds)
+replicate.record(
     "displacement_similar_pairs",
-    statement="DPO on one prompt lowers π(y+) by >= 0.2 in most stable runs for a same-group pair, and similar pairs displace more than dissimilar ones",
-    paper="Razin et al. 2025, §3 Table 1",
-    paper_value="drops 0.21–0.96 in all runs (No/Never 0.84, 0.21; Sure/Yes 0.59; Yes/No 0.69, 0.22, 0.96)",
-    measured=f"best similar-pair share {best_sim:.2f}; mean drop similar {mean_sim:.2f} vs dissimilar {mean_dis:.2f}",
-    threshold=f"share of stable runs with drop >= {drop_threshold} > 0.5 for at least one similar pair AND mean drop similar > dissimilar",
-    passed=c1_a and c1_b,
-    details={"share_by_pair": frac, "part_a": c1_a, "part_b": c1_b, "mean_drop_similar": mean_sim, "mean_drop_dissimilar": mean_dis},
+    statement=f"DPO on one prompt lowers π(y+) by >= {drop_threshold} in >= {share_threshold:.0%} of the kept runs of every same-group pair ({', '.join(sim_pairs)}), at DPO loss <= {loss_target}, in >= {k_worlds} of {n_worlds} worlds",
+    paper="Razin et al. 2025, §3 Table 1", paper_value="drops 0.21–0.96 in all runs (No/Never 0.84, 0.21; Sure/Yes 0.59)",
+    values=v1, outcome=o1, guards=guards1,
+    measured=f"{int((v1 >= share_threshold).sum())} of {n_worlds} worlds; smallest same-group share per world: {per_world('min_share_similar')}",
+    diagnosis=replicate.Diagnosis(
+        f"Read deeper on the same runs (DPO loss <= {deep_target}) the per-world smallest share is {per_world('min_share_similar', stats_deep)}; "
+        f"under the strict filter at {loss_target}: {per_world('min_share_similar', stats_strict)}; answer-cosine gap per world "
+        + ", ".join(f"w{ws} {g:.2f}" for ws, g in geometry["answer_gap"].items()) + ". A world that fails at both targets fails at our scale, not for lack of progress.",
+        f"the same runs read at loss targets {ablation_targets} (share-vs-target figure), the strict filter, worlds {world_seeds}"),
+    details={"per_world": stats.reset_index().to_dict("records"), "strict": stats_strict["min_share_similar"].tolist(),
+             "deep_target": stats_deep["min_share_similar"].tolist(), "table": table.to_dict("records")},
+)
+v1s = stats_strict["min_share_similar"].to_numpy()
+replicate.record(
+    "displacement_similar_pairs_strict_filter", statement="claim displacement_similar_pairs with the paper's strict filter (the loss never rose, exact <=)",
+    paper="Razin et al. 2025, §3", values=v1s, outcome=replicate.k_of_n_rule(v1s >= share_threshold, k_worlds), kind="exploratory",
+    measured=f"strict filter kept {int(table['strict kept'].sum())} of {int(table['runs'].sum())} runs (substantive: {int(table['substantive kept'].sum())}); smallest share per world: {per_world('min_share_similar', stats_strict)}",
 )
 
-# Claim 2: Thm 2's alignment predicts the early gain
-rhos = [r["rho"] for runs in dpo.values() for r in runs if r["stable"]]
-median_rho = float(np.median(rhos)) if rhos else float("nan")
-claims.record(
-    "thm2_alignment_predicts_gain",
-    statement="Spearman ρ between <W_z, W_y+ − W_y−> and the early change of ln π(z), over z ∉ {y+, y−}",
-    paper="Razin et al. 2025, Thm 2",
-    paper_value="exact (ρ = 1) in the unconstrained-features model under gradient flow",
-    measured=f"median ρ {median_rho:.2f} over {len(rhos)} stable runs (per pair: "
-             + ", ".join(f"{yp}/{ym} {np.median([r['rho'] for r in runs if r['stable']]):.2f}" for (yp, ym), runs in dpo.items() if any(r['stable'] for r in runs)) + ")",
-    threshold=f"median ρ >= {rho_threshold}",
-    passed=bool(np.isfinite(median_rho) and median_rho >= rho_threshold),
-    details={"rho_by_pair": {f"{yp}/{ym}": [r["rho"] for r in runs if r["stable"]] for (yp, ym), runs in dpo.items()}},
+# Claim 2: catastrophic (opposite-group) mass rises in the displaced same-group runs
+v2 = stats["share_catastrophic"].to_numpy()
+o2 = replicate.k_of_n_rule(v2 >= share_threshold, k_worlds)
+replicate.record(
+    "catastrophic_when_similar",
+    statement=f"In the displaced runs of same-group pairs the opposite-group mass rises by >= {rise_threshold} (in >= {share_threshold:.0%} of them), in >= {k_worlds} of {n_worlds} worlds",
+    paper="Razin et al. 2025, §3 Table 1", paper_value="No/Never: Yes, _Yes, _yes gain (OLMo-1B, 0.85→0.01); Sure/Yes: Maybe, No, Never gain (Llama-3-8B)",
+    values=v2, outcome=o2, guards=guards1,
+    measured=f"share of displaced same-group runs with opposite-group rise >= {rise_threshold}: {per_world('share_catastrophic')} (displaced runs: {per_world('n_displaced_similar')})",
+    diagnosis=replicate.Diagnosis(
+        f"Where the lost mass goes in same-group pairs (mean Δ at L <= {loss_target}): "
+        + "; ".join(f"{p}: same group {mass_rows.loc[p, 'Δ same_group']:+.3f}, opposite {mass_rows.loc[p, 'Δ opposite_group']:+.3f}, non-answer {mass_rows.loc[p, 'Δ non_answer']:+.3f}" for p in sim_pairs)
+        + f". Read deeper (L <= {deep_target}) the share is {per_world('share_catastrophic', stats_deep)}; with tie_weights={not tie_weights} "
+        + f"(worlds {untied_world_seeds}) {per_world('share_catastrophic', stats_untied) if len(stats_untied) else 'not run'}.",
+        f"the same runs at loss target {deep_target}; untied embeddings on worlds {untied_world_seeds}; the mass-by-kind table"),
+    details={"per_world": stats["share_catastrophic"].tolist(), "deep": stats_deep["share_catastrophic"].tolist(), "mass": mass_rows.reset_index().to_dict("records")},
 )
 
-# Claim 3: CHES percentiles rank displacement, better than the baselines
-ch = part3["CHES"]
-# Spearman over 5 points takes discrete values (−0.9 = one adjacent swap); compare with a 1e-9 tolerance so that
-# −0.8999999999999999 (float rounding of −0.9) is read as −0.9. The threshold itself is unchanged.
-c3_mono = bool(ch["rho"] <= ches_rho_threshold + 1e-9)
-c3_top = bool(ch["mean"][-1] < 0)
-c3_base = bool(ch["rho"] < part3["−edit distance"]["rho"] and ch["rho"] < part3["last-hidden inner product"]["rho"])
-claims.record(
+# Claim 3: Thm 2's alignment orders the early gains
+v3 = np.nan_to_num(stats["median_rho"].to_numpy(), nan=-1.0)  # a world without kept runs counts as ρ = −1 (and fails a guard)
+o3 = replicate.median_ci_rule(v3, rho_threshold, "above")
+rho_pairs = table.pivot(index="world", columns="pair", values="median ρ (Thm 2)")
+replicate.record(
+    "thm2_gain_ordering",
+    statement="Spearman ρ between <W_z, W_y+ − W_y−> and the early change of ln π(z) over z ∉ {y+, y−}: per-world median over kept runs, CI of the median over worlds above the threshold",
+    paper="Razin et al. 2025, Thm 2", paper_value="exact (ρ = 1) in the unconstrained-features model under gradient flow",
+    values=v3, outcome=o3, guards=guards1[:2],
+    measured=f"median ρ {o3.statistic:.2f} [{o3.ci.low:.2f}, {o3.ci.high:.2f}] over {o3.n} worlds; per world {per_world('median_rho')}",
+    diagnosis=replicate.Diagnosis(
+        "Per (world, pair) median ρ: " + "; ".join(f"w{ws}: " + ", ".join(f"{p} {v:.2f}" for p, v in row.items()) for ws, row in rho_pairs.iterrows())
+        + f". IPO runs: median ρ {np.median([r['rho'] for by in reads_ipo.values() for rs in by.values() for r in rs]):.2f}; no-SFT runs: "
+        + f"{np.median([r['rho'] for by in reads_nosft.values() for rs in by.values() for r in rs]):.2f}; untied: {per_world('median_rho', stats_untied) if len(stats_untied) else 'not run'}. "
+        + "The theorem's h moves freely; ours moves through a LayerNorm'd network, so ρ < 1 is expected — the question is by how much.",
+        f"IPO and no-SFT runs, untied embeddings (worlds {untied_world_seeds}), per-pair ρ"),
+    details={"rho_by_world_pair": rho_pairs.reset_index().to_dict("records"), "thm1_vs_drop": thm1_rho},
+)
+
+# Claim 4: CHES deciles rank displacement, better than the baselines
+rc = rho_rep["CHES"].to_numpy()
+top_neg = rho_rep["top CHES decile Δ ln π(y+)"].to_numpy() < 0
+gap = rc - rho_rep[["−edit distance", "last-hidden inner product"]].max(axis=1).to_numpy()
+o4 = replicate.all_of(replicate.median_ci_rule(rc, ches_rho_threshold, "below"), replicate.k_of_n_rule(top_neg, math.ceil(share_threshold * len(rc))),
+                      replicate.mean_ci_rule(gap, 0.0, "below"))
+replicate.record(
     "ches_ranks_displacement",
-    statement="Subsets at increasing CHES percentiles lower the preferred log-prob monotonically more; the top subset's change is negative; CHES beats edit distance and last-hidden inner product",
-    paper="Razin et al. 2025, §5 Fig. 2",
-    paper_value="CHES percentile 'perfectly matches' the displacement; baselines not predictive",
-    measured=f"ρ_CHES {ch['rho']:+.2f}, top-window change {ch['mean'][-1]:+.3f}; ρ_−edit {part3['−edit distance']['rho']:+.2f}, "
-             f"ρ_last-hidden {part3['last-hidden inner product']['rho']:+.2f}",
-    threshold=f"ρ_CHES <= {ches_rho_threshold} AND top-window change < 0 AND ρ_CHES < ρ of both baselines",
-    passed=c3_mono and c3_top and c3_base,
-    details={"monotone": c3_mono, "top_negative": c3_top, "beats_baselines": c3_base,
-             "means": {k: v["mean"].tolist() for k, v in part3.items()}, "rhos": {k: v["rho"] for k, v in part3.items()}},
+    statement=f"Over {len(rc)} replicates (worlds × preference sets), {n_windows} decile windows: the CI of the median ρ_CHES has its upper end <= {ches_rho_threshold}, the top CHES decile lowers ln π(y+) in >= {share_threshold:.0%} of replicates, and ρ_CHES − max(ρ baselines) has a CI below 0",
+    paper="Razin et al. 2025, §5 Fig. 2", paper_value="CHES percentile 'perfectly matches' the displacement; edit distance and last-hidden inner product not predictive",
+    values=rc, outcome=o4,
+    measured=f"median ρ_CHES {np.median(rc):+.2f} [{o4.ci.low:+.2f}, {o4.ci.high:+.2f}]; top decile negative in {int(top_neg.sum())}/{len(rc)}; "
+             f"ρ_CHES − max baseline mean {gap.mean():+.2f}; median ρ −edit {np.median(rho_rep['−edit distance']):+.2f}, last-hidden {np.median(rho_rep['last-hidden inner product']):+.2f}, lnCHES {np.median(rho_rep['lnCHES']):+.2f}",
+    diagnosis=replicate.Diagnosis(
+        f"Per replicate ρ_CHES {', '.join(f'{x:+.2f}' for x in rc)}; top-decile change {', '.join(f'{x:+.2f}' for x in rho_rep['top CHES decile Δ ln π(y+)'])}. "
+        f"With {ches_ablation_epochs} epochs per window (first replicate) ρ_CHES {ches_abl['CHES']['rho']:+.2f}, top decile {ches_abl['CHES']['top']:+.2f}, "
+        f"ρ −edit {ches_abl['−edit distance']['rho']:+.2f}, last-hidden {ches_abl['last-hidden inner product']['rho']:+.2f}.",
+        f"a second preference set per world, {n_worlds} worlds, {ches_ablation_epochs}-epoch windows on the first replicate"),
+    details={"rho_per_replicate": rho_rep.reset_index().to_dict("records"), "ablation_epochs": {k: v["rho"] for k, v in ches_abl.items()}},
 )
 
-# %% [markdown]
-# ### Reading claim 1: is the displacement over, or still under way at step 100?
-# For each pair: the DPO loss at the last step, π(y+) at the start and the end, and its slope over the last 10 steps
-# (negative = still falling), next to the same numbers at the other learning rates. If π(y+) is still falling when the
-# 100 steps end, the size of the drop measures the length of the run as much as the phenomenon.
-
-# %%
-why_rows = []
-for label, res in [(f"lr {dpo_lr:g} (main)", dpo)] + [(f"lr {lr:g}", v) for lr, v in sens.items()]:
-    for (yp, ym), runs in res.items():
-        st = [r for r in runs if r["stable"]]
-        if not st:
-            why_rows.append({"setting": label, "pair": f"{yp}/{ym}", "stable": 0})
-            continue
-        tail = min(10, len(st[0]["p_plus"]) - 1)
-        why_rows.append({
-            "setting": label, "pair": f"{yp}/{ym}", "stable": len(st),
-            "final DPO loss": np.mean([r["loss"][-1] for r in st]),
-            "π(y+) start": np.mean([r["p_plus"][0] for r in st]),
-            "π(y+) end": np.mean([r["p_plus"][-1] for r in st]),
-            "slope of π(y+), last 10 steps (/step)": np.mean([(r["p_plus"][-1] - r["p_plus"][-1 - tail]) / tail for r in st]),
-            "share drop ≥ thr": np.mean([r["max_drop"] >= drop_threshold for r in st]),
-            "mean drop": np.mean([r["max_drop"] for r in st]),
-        })
-why_table = pd.DataFrame(why_rows)
-display(why_table.round(4))
+# Exploratory rows: the book's similarity hypothesis, where the mass goes, IPO, no SFT, untied
+v5 = (stats["drop_similar"] - stats["drop_dissimilar"]).to_numpy()
+v5 = np.nan_to_num(v5, nan=0.0)
+replicate.record(
+    "similar_displace_more", statement="Same-group pairs displace more than the dissimilar pair (mean drop at the loss target, per world); the book's hypothesis from Thm 1",
+    paper="Razin et al. 2025, Thm 1 (Table 1 has Yes/No at 0.62 vs 0.55 for same-group pairs)", values=v5, outcome=replicate.mean_ci_rule(v5, 0.0, "above"), kind="exploratory",
+    measured=f"drop similar − dissimilar per world: {', '.join(f'{x:+.2f}' for x in v5)}; Spearman(Thm 1 score, drop) per world: {', '.join(f'w{ws} {r:+.2f}' for ws, r in thm1_rho.items())}",
+)
+v6 = table["Δ non_answer"].to_numpy(dtype=float)
+v6 = np.nan_to_num(v6, nan=0.0)
+replicate.record(
+    "where_mass_goes", statement="Mass change by kind at the loss target per (world, pair); the statistic is the non-answer share (tokens Table 1 does not list)",
+    paper="Razin et al. 2025, Table 1", values=v6, outcome=replicate.mean_ci_rule(v6, 0.0, "above"), kind="exploratory",
+    measured="; ".join(f"{p}: y+ {r['Δ y_plus']:+.2f}, y− {r['Δ y_minus']:+.2f}, same {r['Δ same_group']:+.2f}, opposite {r['Δ opposite_group']:+.2f}, non-answer {r['Δ non_answer']:+.2f}" for p, r in mass_rows.iterrows()),
+    details={"per_world": table[["world", "pair", *[f"Δ {k}" for k in KINDS]]].to_dict("records")},
+)
+for rid, rd, paper_row in (("ipo_displacement", reads_ipo, "Table 3: drops 0.01–0.87"), ("no_sft_displacement", reads_nosft, "Table 2: drops 0.10–0.99")):
+    tb = world_table(rd, worlds, drop_threshold)
+    vv = np.nan_to_num(tb.groupby("world")["mean drop"].mean().to_numpy(), nan=0.0)
+    replicate.record(
+        rid, statement=f"{rid.split('_')[0].upper() if rid.startswith('ipo') else 'DPO from the pretrained model'}: mean drop over pairs at DPO loss <= {loss_target}, per world",
+        paper=f"Razin et al. 2025, {paper_row}", values=vv, outcome=replicate.mean_ci_rule(vv, drop_threshold, "above"), kind="exploratory",
+        measured=f"runs reaching the target {int(tb['reached'].sum())}/{int(tb['runs'].sum())}; mean drop per world {', '.join(f'{x:.2f}' for x in vv)}",
+        details={"table": tb.to_dict("records")},
+    )
+v7 = geometry["answer_gap"].to_numpy()
+replicate.record(
+    "unembedding_geometry", statement="In every world same-meaning answer tokens (and synonyms) are closer in unembedding space (cosine) than different-meaning ones",
+    paper="the premise of Razin et al.'s Thm 1–2 and Table 1's benign/catastrophic reading", values=v7,
+    outcome=replicate.k_of_n_rule((geometry["answer_gap"] > 0).to_numpy() & (geometry["synonym_gap"] > 0).to_numpy(), n_worlds), kind="demonstration",
+    measured=f"answer gap per world {per_world('answer_gap', geometry)}; synonym gap {per_world('synonym_gap', geometry)}",
+    details={"geometry": geometry.reset_index().to_dict("records"), "untied": geo_untied.reset_index().to_dict("records")},
+)
 
 # %% [markdown]
 # ## Closing note
 # The numbers below are computed in this run (nothing here is typed in by hand).
 
 # %%
+from lossbook import claims  # noqa: E402
+
 wall = time.perf_counter() - t_start
-for _, row in table_dpo.iterrows():
-    key = row["pair"].replace("/", "_")
-    tracking.log_metrics({f"part1/{key}/mean_drop": row["mean drop"], f"part1/{key}/share_drop_ge_thr": row["frac drop>=thr"],
-                          f"part1/{key}/median_rho": row["median ρ (Thm 2)"]})
-tracking.log_metrics({"time/wall_s": wall, "time/part1_s": t_part1, "time/part3_s": t_part3, "throughput/pairs_per_s": pairs_per_s,
-                      "part1/mean_drop_similar": mean_sim, "part1/mean_drop_dissimilar": mean_dis, "part2/median_rho": median_rho})
-lines = ["| y+/y− | same group | stable | share drop ≥ " + f"{drop_threshold:.1f} | mean drop (π from→to) | median ρ (Thm 2) | top gainers |",
-         "|---|---|---|---|---|---|---|"]
-for _, row in table_dpo.iterrows():
-    lines.append(f"| {row['pair']} | {row['similar']} | {row['stable runs']} | {row['frac drop>=thr']:.2f} | {row['mean drop']:.2f} "
-                 f"({row['π(y+) from→to (mean)']}) | {row['median ρ (Thm 2)']:.2f} | {row['top gainers (count)']} |")
-still = [f"{r['pair']} ({r['slope of π(y+), last 10 steps (/step)']:+.4f}/step)" for r in why_rows
-         if r["setting"].endswith("(main)") and r.get("stable") and r["slope of π(y+), last 10 steps (/step)"] < 0]
-verdicts = "\n".join(f"- **{c['name']}**: {c['verdict']} — measured {c['measured']} (threshold: {c['threshold']})" for c in claims.recorded())
+tracking.log_metrics({"time/wall_s": wall, "time/part1_s": t_part1, "time/part3_s": t_part3, "time/variants_s": t_variants, "time/lr_curves_s": t_lr})
+lines = ["| world | y+/y− | kept (strict / substantive) of runs | share drop ≥ " + f"{drop_threshold:g} | mean drop | π(y+) 0→t* | mean t* | Δ same | Δ opposite | Δ non-answer |",
+         "|---|---|---|---|---|---|---|---|---|---|"]
+for _, r in table.iterrows():
+    lines.append(f"| {r['world']} | {r['pair']} | {r['strict kept']} / {r['substantive kept']} of {r['runs']} | {r.get('share drop≥thr', float('nan')):.2f} | "
+                 f"{r.get('mean drop', float('nan')):.2f} | {r.get('π(y+) 0→t*', '—')} | {r.get('mean t*', float('nan')):.0f} | {r.get('Δ same_group', float('nan')):+.3f} | "
+                 f"{r.get('Δ opposite_group', float('nan')):+.3f} | {r.get('Δ non_answer', float('nan')):+.3f} |")
+verdicts = "\n".join(f"- **{c['name']}**: {c['verdict']} — measured {c['measured']} (rule: {c['threshold']})" for c in claims.recorded())
 display(Markdown(
-    "### Measured drops per token pair (DPO after SFT)\n" + "\n".join(lines)
-    + f"\n\nπ(y+) was still falling at step {dpo_steps} (slope over the last 10 steps < 0) for: {', '.join(still) or 'no pair'}."
+    f"### Per world and pair, DPO after SFT, read at DPO loss ≤ {loss_target} (lr {dpo_lr:g}, cap {max_steps} steps)\n" + "\n".join(lines)
     + f"\n\n### Verdicts\n{verdicts}\n\n"
-    + "**Part 3 Spearman (percentile vs mean Δ ln π(y+)):** "
-    + ", ".join(f"{k} {v['rho']:+.2f}" for k, v in part3.items())
-    + f"\n\n**Wall time** {wall:.0f} s (pretrain+SFT or cache load {t_models:.0f} s, Part 1 {t_part1:.0f} s, variants {t_variants:.0f} s, "
-    + f"Part 3 {t_part3:.0f} s) on {dev} with {torch.get_num_threads()} threads. **DPO throughput** during Part 3: "
-    + f"{pairs_per_s:.0f} pairs/s (mini-batch {pref_batch_size}); `benchmarks/dpo_throughput.py` measures it in isolation."
+    + f"**Wall time** {wall:.0f} s (pretrain+SFT or cache load {t_models:.0f} s, Part 1 {t_part1:.0f} s, lr curves {t_lr:.0f} s, variants {t_variants:.0f} s, "
+    + f"Part 3 {t_part3:.0f} s) on {dev} with {torch.get_num_threads()} threads."
 ))
 
 # %% [markdown]
-# ## Discussion: what differs from the paper
-# - **Scale and data.** A ~100k-parameter GPT trained from scratch on a synthetic world, not OLMo-1B/Gemma-2B/
-#   Llama-3-8B on Persona and UltraFeedback. The world is built to have the structure the argument needs (meaning
-#   groups whose members share contexts); the unembedding cosines above show how much of it the model picked up.
-# - **Optimiser and lr.** RMSprop as in the paper, but at lr 1e-5 (chosen by the stability rule above) instead of
-#   1e-7; displacement sizes depend on it (see the lr table), the direction of the findings is what we compare.
-# - **"Similar" pairs.** Claim 1 calls a pair similar when y+ and y− share a meaning group. The theory's notion is
-#   geometric (Thm 1: ⟨W_y+, W_y−⟩ and the mass-weighted alignment of the other tokens); the Thm 1 score per pair is
-#   in the Part 2 table, and the paper's own Table 1 has the dissimilar pair Yes/No displacing as much as the others.
-# - **Thm 2 in a transformer.** The theorem is exact for free hidden states; here h is produced by the network and
-#   normalised by the final LayerNorm, which removes the component of the update along h (and so subtracts a term
-#   proportional to each token's current logit). Where ρ is low, the scatter shows which tokens break the order.
-# - **CHES baselines.** Our last-hidden baseline reads the state that predicts `<eos>` (the paper's reads the one
-#   after it). Edit distance could be a sharp competitor in a world whose pairs are built by token edits; this is why
-#   the set includes same-meaning-but-disjoint (all synonyms) and near-identical-but-opposite (answer flip) pairs.
-# - **CHES and length.** The sum form grows with the response length: a y− that *extends* y+ has
-#   ⟨Σh+, Σh−⟩ = ‖Σh+‖² + ⟨Σh+, h_extra⟩, a *truncated* y− loses a term. The window-composition table shows how much
-#   of the CHES ordering comes from such pairs; lnCHES (means) is the length-normalised check.
-# - **Seeds.** In Part 3 the seed only reshuffles the mini-batches (the start model is the same SFT model), as the
-#   paper's seeds do for a fixed pretrained model.
+# ## Discussion: what differs from the paper (built from this run's numbers)
+
+# %%
+lr_t = lr_table.reset_index()
+display(Markdown("\n".join([
+    f"- **Scale and data.** A {sft0.num_params(False) / 1e3:.0f}k-parameter GPT trained from scratch on a synthetic world, {n_worlds} worlds, "
+    f"not OLMo-1B / Gemma-2B / Llama-3-8B on Persona and UltraFeedback. Same-meaning answer tokens are closer than different-meaning ones in "
+    f"{int((geometry['answer_gap'] > 0).sum())} of {n_worlds} worlds (cosine gap {geometry['answer_gap'].min():.2f}–{geometry['answer_gap'].max():.2f}).",
+    f"- **Progress, not steps.** Runs were read at DPO loss ≤ {loss_target}, reached after {table['mean t*'].min():.0f}–{table['mean t*'].max():.0f} steps "
+    f"on average per (world, pair) at lr {dpo_lr:g} (the paper: 100 steps at 1e-7 on 1–8B models). Across lrs {lr_curves} (world {world_seeds[0]}) the mean drop at the target "
+    f"ranges over " + "; ".join(f"{p}: {g['mean drop'].min():.2f}–{g['mean drop'].max():.2f}" for p, g in lr_t.groupby("pair", sort=False)) + ", while t* ranges "
+    + "; ".join(f"{p}: {g['mean t*'].min():.0f}–{g['mean t*'].max():.0f}" for p, g in lr_t.groupby("pair", sort=False)) + " steps.",
+    f"- **Stability filters.** The strict filter kept {int(table['strict kept'].sum())} of {int(table['runs'].sum())} runs, the substantive one "
+    f"{int(table['substantive kept'].sum())}; the claims use the substantive one (their strict-filter version is the exploratory row).",
+    "- **Where the mass goes.** In the same-group pairs the mass π(y+) loses goes to " + "; ".join(
+        f"{p}: same group {mass_rows.loc[p, 'Δ same_group']:+.2f}, opposite {mass_rows.loc[p, 'Δ opposite_group']:+.2f}, non-answer {mass_rows.loc[p, 'Δ non_answer']:+.2f}" for p in sim_pairs)
+    + f". Table 1 lists only answer-like tokens as gainers; the answer-only gainers are in the table above. With tie_weights={not tie_weights} "
+    + f"(worlds {untied_world_seeds}) the mean non-answer change over pairs is "
+    + (f"{world_table(reads_untied, {ws: m['world'] for ws, m in untied_models.items()}, drop_threshold)['Δ non_answer'].mean():+.3f}" if untied_world_seeds else "not measured")
+    + f", against {table['Δ non_answer'].mean():+.3f} in the main runs.",
+    f"- **IPO and no SFT.** IPO at lr {ipo_lr:g} reached the loss target in {int(world_table(reads_ipo, worlds, drop_threshold)['reached'].sum())} of "
+    f"{n_worlds * len(pairs) * n_variant_seeds} runs within {max_steps} steps (RMSprop normalises the gradient scale, so with the paper's lr ratio an IPO step moves the weights ~10× less than a DPO step); "
+    f"DPO from the pretrained model starts with π(y+) spread over its group and reached it in {int(world_table(reads_nosft, worlds, drop_threshold)['reached'].sum())}.",
+    "- **SFT labels and prompts** depart from the paper as stated at the top (speaker-favourite labels, fresh prompts).",
+    f"- **CHES.** {n_windows} decile windows of {n_pairs // n_windows} pairs, one epoch at lr {pref_lr:g}, batch {pref_batch_size} (the paper: 512-sample windows at 5 "
+    f"percentiles, batch 32). Median ρ_CHES {np.median(rc):+.2f}, −edit {np.median(rho_rep['−edit distance']):+.2f}, last-hidden "
+    f"{np.median(rho_rep['last-hidden inner product']):+.2f}. Edit distance is a sharp competitor in a world whose pairs are built by token edits.",
+])))

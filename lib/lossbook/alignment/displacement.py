@@ -50,13 +50,15 @@ def displacement_runs(
     early_steps: int,
     device: str | torch.device = "cpu",
     name: str = "",
+    log_curves: bool = True,
 ) -> Runs:
     """Razin et al.'s §3 protocol for every pair (y+, y−) and seed s < `n_seeds`, starting from `reference`.
 
     Run s trains on the s-th of `world.single_token_prompts(y+, n_seeds, seed=seed)` (prompts whose SFT answer
     is y+, so π(y+) starts high) after `repro.seed_everything(seed + s)`; `early_steps` is the "early change" of
     ln π(z) for the Thm 2 check. Seed 0 of each pair logs its per-step curves to the active run under
-    ``{name}/{y+}_{y−}/``. The per-step "history" of each run is dropped (the trajectories are kept).
+    ``{name}/{y+}_{y−}/`` (unless `log_curves` is False). The per-step "history" of each run is dropped (the
+    trajectories are kept).
     """
     out: Runs = {}
     for yp, ym in pairs:
@@ -66,7 +68,7 @@ def displacement_runs(
         for s in range(n_seeds):
             repro.seed_everything(seed + s)
             data = single_token_preference_data(world, [prompts[s]], yp, ym)
-            logger = MetricLogger(prefix=f"{name}/{yp}_{ym}/") if s == 0 else None
+            logger = MetricLogger(prefix=f"{name}/{yp}_{ym}/") if s == 0 and log_curves else None
             r = single_token_displacement_run(reference, data, world.stoi[yp], world.stoi[ym], same, opp, cfg,
                                               early_steps=early_steps, device=device, logger=logger)
             r.pop("history")

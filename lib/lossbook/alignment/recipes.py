@@ -60,24 +60,34 @@ def base_recipe(name: str) -> dict[str, dict[str, Any]]:
     return registry.lookup(BASE_RECIPES, name, "alignment base recipe")
 
 
-def base_configs(name: str, seed: int) -> tuple[WorldConfig, GPTConfig, PretrainConfig, SFTConfig]:
+def base_configs(name: str, seed: int, gpt_overrides: dict[str, Any] | None = None) -> tuple[WorldConfig, GPTConfig, PretrainConfig, SFTConfig]:
     """The four configs of recipe `name` with `seed` for the world, pretraining and SFT.
 
-    The GPT's `vocab_size` and `block_size` are the world's vocabulary and longest sequence.
+    The GPT's `vocab_size` and `block_size` are the world's vocabulary and longest sequence. `gpt_overrides`
+    replaces GPT fields of the recipe (e.g. ``{"tie_weights": False}`` for untied embeddings); None (or {}) is
+    the recipe itself, so its cache keys are unchanged. Only existing recipe fields may be overridden.
     """
     r = base_recipe(name)
     world_cfg = WorldConfig(seed=seed, **r["world"])
     world = SyntheticWorld(world_cfg)
-    gpt_cfg = GPTConfig(vocab_size=world.vocab_size, block_size=world.max_len(), **r["gpt"])
+    gpt = dict(r["gpt"])
+    bad = sorted(set(gpt_overrides or {}) - set(gpt))
+    if bad:
+        raise KeyError(f"gpt_overrides {bad} are not GPT fields of recipe {name!r}; valid: {sorted(gpt)}")
+    gpt.update(gpt_overrides or {})
+    gpt_cfg = GPTConfig(vocab_size=world.vocab_size, block_size=world.max_len(), **gpt)
     return world_cfg, gpt_cfg, PretrainConfig(**r["pretrain"], seed=seed), SFTConfig(**r["sft"], seed=seed)
 
 
-def base_cache_keys(name: str, seed: int) -> dict[str, dict[str, Any]]:
+def base_cache_keys(name: str, seed: int, gpt_overrides: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """The configs the recipe's checkpoints are cached under ({"align_pretrain": ..., "align_sft": ...})."""
-    return cache_keys(*base_configs(name, seed))
+    return cache_keys(*base_configs(name, seed, gpt_overrides))
 
 
-def base_models(name: str, seed: int, *, device: Any = "cpu", progress: bool = False, refresh: bool = False) -> dict[str, Any]:
+def base_models(
+    name: str, seed: int, *, device: Any = "cpu", progress: bool = False, refresh: bool = False, gpt_overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """`pretrained_and_sft` for recipe `name` and `seed`: {"world", "base", "sft", "pretrain_history",
-    "sft_history", "keys"} (models on CPU, eval mode), built or loaded from the cache."""
-    return pretrained_and_sft(*base_configs(name, seed), device=device, progress=progress, refresh=refresh)
+    "sft_history", "keys"} (models on CPU, eval mode), built or loaded from the cache. `gpt_overrides`: see
+    `base_configs` (a world seed is one replicate: its own world, pretraining, SFT and prompts)."""
+    return pretrained_and_sft(*base_configs(name, seed, gpt_overrides), device=device, progress=progress, refresh=refresh)
