@@ -24,12 +24,20 @@ help:
 setup: $(STAMP)
 
 # torch first, pinned, so no other package drags in a newer one; then the package with pinned versions.
+# Each step says what it does; pip shows what it downloads, with its progress bar on a terminal (torch alone is
+# several hundred MB).
 $(STAMP): pyproject.toml requirements/constraints.txt
+	@echo "setup [1/5] virtual environment $(VENV) (from $(PYTHON))"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(TORCH_PIP) "torch==$(TORCH_VERSION)"
-	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)" -e ".[dev]" -c requirements/constraints.txt
-	$(BIN)/python -m ipykernel install --sys-prefix --name lossbook --display-name "Python (lossbook)" >/dev/null
+	@echo "setup [2/5] upgrading pip"
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@echo "setup [3/5] torch $(TORCH_VERSION): the largest download, a few minutes on a slow link"
+	@$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on $(TORCH_PIP) "torch==$(TORCH_VERSION)"
+	@echo "setup [4/5] lossbook and its pinned dependencies (mlflow, papermill, jupyter, ...)"
+	@$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on "torch==$(TORCH_VERSION)" \
+		-e ".[dev]" -c requirements/constraints.txt
+	@echo "setup [5/5] Jupyter kernel 'lossbook'"
+	@$(BIN)/python -m ipykernel install --sys-prefix --name lossbook --display-name "Python (lossbook)" >/dev/null
 	@touch $(STAMP)
 	@echo "set-up done: $(VENV) (torch $(TORCH_VERSION)), Jupyter kernel 'lossbook'"
 
@@ -60,6 +68,7 @@ lab: $(LAB_STAMP)
 	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir $(CURDIR) $(if $(filter 0,$(shell id -u)),--allow-root)
 
 ui: $(STAMP)
+	@echo "MLflow UI at http://127.0.0.1:5000 ; each run's summary prints its experiment's address with the book's columns"
 	$(BIN)/mlflow server --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
 		--default-artifact-root $(CURDIR)/mlartifacts --host 127.0.0.1 --port 5000 --workers 1
 

@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-import mlflow
 import torch
 
 from lossbook import REPO_ROOT
@@ -37,6 +36,8 @@ def config_hash(config: Mapping[str, Any]) -> str:
 def _count(kind: str, what: str) -> None:
     key = f"cache/{kind}_{what}"
     _counts[key] = _counts.get(key, 0) + 1
+    import mlflow  # here, not at the top: importing the cache costs no mlflow start-up
+
     if mlflow.active_run() is not None:
         mlflow.log_metric(key, _counts[key])
 

@@ -17,6 +17,7 @@ from lossbook import tracking
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 DEMONSTRATED, NOT_DEMONSTRATED, EXPLORATORY = "demonstrated", "not demonstrated", "exploratory"
+VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, DEMONSTRATED, NOT_DEMONSTRATED, EXPLORATORY)
 _recorded: dict[str, list[dict[str, Any]]] = {}
 
 

@@ -5,40 +5,60 @@
     lossbook report
     lossbook book --profile default          # every notebook, then the report
     lossbook sweep dpo_displacement --grid beta=0.05,0.1,0.5 --profile default
+
+`run` streams the notebook's own output (its prints, per-epoch lines, tqdm bars); `--cell-bar` shows papermill's
+per-cell bar instead, `--quiet` neither. Exit codes: 0 finished, 1 the notebook failed (cell error, dead kernel),
+2 bad input or an unusable MLflow store (one paragraph, before anything runs), 128 + the signal when interrupted
+(130 Ctrl-C, 143 SIGTERM, 129 SIGHUP; the run is marked KILLED and its partial notebook logged).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import shutil
+import signal
 import sys
+import textwrap
 
-from lossbook import params
+from lossbook import params, runner, tracking
 
 
 def _run(args: argparse.Namespace) -> int:
     try:  # validate before importing papermill and mlflow, so bad input fails in a fraction of a second
         overrides = params.parse_overrides(list(args.set or []) + list(args.overrides or []))
         params.resolve(args.notebook, args.profile, overrides)
-    except params.ParamsError as e:
+        tracking.check_store()
+    except (params.ParamsError, tracking.StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from lossbook import runner
-
+    stream = not args.quiet and not getattr(args, "cell_bar", False)
     try:
-        result = runner.run(args.notebook, args.profile, overrides, progress=not args.quiet, log_output=args.log_output)
-    except params.ParamsError as e:
+        result = runner.run(args.notebook, args.profile, overrides, progress=not args.quiet and not stream,
+                            log_output=stream or getattr(args, "log_output", False))
+    except (params.ParamsError, tracking.StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except runner.RunFailed as e:
         print(f"error: {e}", file=sys.stderr)
-        return 130 if e.result.status == "KILLED" else 1
+        return 128 + (e.result.signal or signal.SIGINT) if e.result.status == "KILLED" else 1
     print(runner.summary(result))
     return 0
 
 
+def plain(text: str) -> str:
+    """Markdown to plain text for the terminal: links to their text, no emphasis or code marks."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)
+    text = re.sub(r"`([^`]*)`", r"\1", text)
+    text = re.sub(r"(\*\*|__)(.+?)\1", r"\2", text)
+    text = re.sub(r"(?<![\w*])\*(?=\S)([^*]+?)(?<=\S)\*(?![\w*])", r"\1", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
 def _list(args: argparse.Namespace) -> int:
     books = params.discover()
+    width = max(40, min(shutil.get_terminal_size((100, 24)).columns, 120))
     for family in params.FAMILIES:
         names = [n for n, b in books.items() if b.family == family]
         print(f"\n{family}")
@@ -46,7 +66,10 @@ def _list(args: argparse.Namespace) -> int:
             print("  (no notebooks yet)")
         for n in names:
             b = books[n]
-            print(f"  {n:<32} {b.claim}\n  {'':<32} — {b.paper}")
+            print(f"  {n}")
+            for label, text in (("claim", b.claim), ("paper", b.paper)):
+                if text:
+                    print(textwrap.fill(plain(text), width, initial_indent=f"    {label}: ", subsequent_indent=" " * 11))
     return 0
 
 
@@ -62,8 +85,10 @@ def _report(args: argparse.Namespace) -> int:
 def _book(args: argparse.Namespace) -> int:
     rc = 0
     for name in params.discover():
-        ns = argparse.Namespace(notebook=name, profile=args.profile, set=[], overrides=[], quiet=args.quiet, log_output=False)
+        ns = argparse.Namespace(notebook=name, profile=args.profile, set=[], overrides=[], quiet=args.quiet)
         rc = _run(ns) or rc
+        if rc >= 128:  # interrupted: stop the book here
+            return rc
     _report(args)
     return rc
 
@@ -76,8 +101,10 @@ def _sweep(args: argparse.Namespace) -> int:
     rc = 0
     for v in values.split(","):
         ns = argparse.Namespace(notebook=args.notebook, profile=args.profile, set=[*(args.set or []), f"{key}={v}"],
-                                overrides=[], quiet=args.quiet, log_output=False)
+                                overrides=[], quiet=args.quiet)
         rc = _run(ns) or rc
+        if rc >= 128:  # interrupted: stop the sweep here
+            return rc
     return rc
 
 
@@ -90,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("overrides", nargs="*", help="key=value parameter overrides")
     r.add_argument("--profile", default="default")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="parameter override (repeatable)")
-    r.add_argument("--quiet", action="store_true", help="no per-cell progress bar")
-    r.add_argument("--log-output", action="store_true", help="stream the notebook's output to the terminal")
+    r.add_argument("--quiet", action="store_true", help="print nothing while the notebook runs")
+    r.add_argument("--cell-bar", action="store_true",
+                   help="show papermill's per-cell bar instead of the notebook's own output (the default)")
+    r.add_argument("--log-output", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
     r.set_defaults(fn=_run)
     sub.add_parser("list", help="notebooks by family with their claim and paper").set_defaults(fn=_list)
     sub.add_parser("report", help="write runs/report.md and runs/report.html").set_defaults(fn=_report)
@@ -114,7 +143,26 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unrecognized arguments: {' '.join(stray)}")
     if extra:
         args.overrides = [*(args.overrides or []), *extra]
-    return args.fn(args)
+    return _interruptible(args)
+
+
+def _interruptible(args: argparse.Namespace) -> int:
+    """Run the command; a signal before a run exists (imports, kernel start) is one line, not a traceback.
+
+    Once a run exists the runner handles SIGINT/SIGTERM/SIGHUP itself (run KILLED, notebook logged).
+    """
+    def stop(signum: int, frame: object) -> None:
+        raise runner.Interrupted(signum)
+
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, stop)
+    try:
+        return args.fn(args)
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"interrupted by {runner.SIGNAL_NAMES.get(signum, signum)} before a run was created; nothing was recorded.",
+              file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

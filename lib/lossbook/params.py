@@ -6,14 +6,30 @@ profile names to the values that differ. Every key and value is checked before a
 
 We read the parameters cell with `ast.literal_eval` rather than `papermill.inspect_notebook`: it gives the
 actual default values (so types are exact, `[0, 1]` is a list of ints), and it needs no conversion.
+
+Ranges: a numeric parameter may declare the values it accepts at the end of its line's comment, as the
+comment's last `;`-separated clause (or the whole comment):
+
+    epochs = 80  # passes over the data; in [1, inf)
+    label_smoothing = 0.1  # ε of the smoothed targets; in [0, 1)
+    lr = 3.0e-3  # Adam learning rate; > 0
+
+`in [a, b]` with `[`/`]` closed and `(`/`)` open ends (`inf`, `-inf` allowed), or `> a`, `< b`. No `>=`/`<=`:
+papermill refuses to parse a parameter line holding a second `=` (it warns and forgets the parameter), so
+those are refused with the spelling to use. For a list the range applies to every element. A value out of
+range (from a profile or PARAMS) is refused before anything runs, naming the key, the value and the range;
+a default out of its own range is a notebook bug, refused too.
 """
 
 from __future__ import annotations
 
 import ast
 import difflib
+import io
+import math
 import os
 import re
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,17 +110,85 @@ def find_notebook(name: str, root: Path | None = None) -> Notebook:
     )
 
 
+def _cell_source(path: Path) -> str:
+    text = path.read_text()
+    m = re.search(r"^# %%[^\n]*tags=\[[^\]\n]*\"parameters\"[^\]\n]*\][^\n]*\n(.*?)(?=^# %%|\Z)", text, re.M | re.S)
+    if not m:
+        raise ParamsError(f"{path} has no cell tagged parameters (write `# %% tags=[\"parameters\"]`).")
+    return m.group(1)
+
+
+_NUM = r"[-+]?(?:inf|(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
+_BOUND = re.compile(rf"(?:^|;)\s*(?P<op>>=|<=|>|<)\s*(?P<a>{_NUM})\s*$")
+_INTERVAL = re.compile(rf"(?:^|;)\s*in\s*(?P<lo>[\[(])\s*(?P<a>{_NUM})\s*,\s*(?P<b>{_NUM})\s*(?P<hi>[\])])\s*$")
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric parameter accepts, as declared in its comment (`>= 1`, `in [0, 1)`, ...)."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+    text: str = ""
+
+    def __contains__(self, v: float) -> bool:
+        above = v > self.low if self.low_open else v >= self.low
+        below = v < self.high if self.high_open else v <= self.high
+        return above and below
+
+    @classmethod
+    def parse(cls, comment: str) -> Range | None:
+        """The range at the end of a parameter's comment (text after `#`), or None if it declares none.
+
+        Raises ParamsError for `>= a` / `<= b` (see the module docstring for why)."""
+        comment = comment.strip()
+        if m := _BOUND.search(comment):
+            a, op = float(m["a"]), m["op"]
+            if op in (">=", "<="):
+                hint = f"in [{m['a']}, inf)" if op == ">=" else f"in (-inf, {m['a']}]"
+                raise ParamsError(f"range `{op} {m['a']}` in a parameters-cell comment: write `{hint}` (papermill cannot parse "
+                                  f"a parameter line holding a second '=').")
+            return cls(low=a, low_open=True, text=f"> {m['a']}") if op == ">" else cls(high=a, high_open=True, text=f"< {m['a']}")
+        if m := _INTERVAL.search(comment):
+            return cls(float(m["a"]), float(m["b"]), m["lo"] == "(", m["hi"] == ")", f"in {m['lo']}{m['a']}, {m['b']}{m['hi']}")
+        return None
+
+
+def parameter_ranges(path: Path) -> dict[str, Range]:
+    """The ranges declared in the comments of the `parameters` cell, by parameter name."""
+    src = _cell_source(path)
+    comments: dict[int, str] = {}
+    for tok in tokenize.generate_tokens(io.StringIO(src).readline):
+        if tok.type == tokenize.COMMENT:
+            comments[tok.start[0]] = tok.string[1:]
+    out: dict[str, Range] = {}
+    for node in ast.parse(src).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            line = next((comments[i] for i in range(node.end_lineno or node.lineno, node.lineno - 1, -1) if i in comments), "")
+            r = Range.parse(line)
+            if r is not None:
+                out[node.targets[0].id] = r
+    return out
+
+
+def check_range(key: str, value: Any, rng: Range, source: str) -> None:
+    """ParamsError naming the key, the value and the range unless every number in `value` lies in `rng`."""
+    items = value if isinstance(value, list | tuple) else [value]
+    for v in items:
+        if isinstance(v, int | float) and not isinstance(v, bool) and v not in rng:
+            which = f"{key}={value!r}" if v is value else f"{key}={value!r} (element {v!r})"
+            raise ParamsError(f"parameter {which} from {source} is out of range: the notebook declares {key} {rng.text}.")
+
+
 def parameters_cell(path: Path) -> dict[str, Any]:
     """The defaults assigned in the notebook's `parameters` cell, as python values.
 
     Raises ParamsError if there is no such cell or it holds anything but `name = <literal>`.
     """
-    text = path.read_text()
-    m = re.search(r"^# %%[^\n]*tags=\[[^\]\n]*\"parameters\"[^\]\n]*\][^\n]*\n(.*?)(?=^# %%|\Z)", text, re.M | re.S)
-    if not m:
-        raise ParamsError(f"{path} has no cell tagged parameters (write `# %% tags=[\"parameters\"]`).")
     out: dict[str, Any] = {}
-    for node in ast.parse(m.group(1)).body:
+    for node in ast.parse(_cell_source(path)).body:
         if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
             raise ParamsError(f"{path}: the parameters cell must hold plain `name = literal` lines, got line {node.lineno}.")
         try:
@@ -132,6 +216,11 @@ def load_profiles(nb: Notebook) -> tuple[dict[str, dict[str, Any]], bool]:
     return {k: dict(v or {}) for k, v in data.items()}, True
 
 
+def _a(noun: str) -> str:
+    """"a float", "an int"."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
 def coerce(key: str, value: Any, default: Any, source: str) -> Any:
     """Check `value` against the type of `default`, accepting numbers written either way.
 
@@ -141,7 +230,7 @@ def coerce(key: str, value: Any, default: Any, source: str) -> Any:
     def bad() -> ParamsError:
         return ParamsError(
             f"parameter {key!r} from {source} has value {value!r} of type {type(value).__name__}, "
-            f"but the notebook's default {default!r} is a {type(default).__name__}; pass a {type(default).__name__}."
+            f"but the notebook's default {default!r} is {_a(type(default).__name__)}; pass {_a(type(default).__name__)}."
         )
 
     if default is None or value is None:
@@ -217,6 +306,11 @@ def resolve(name: str, profile: str = "default", overrides: dict[str, Any] | Non
     if missing:
         raise ParamsError(f"{nb.path}: the parameters cell must declare {', '.join(missing)} (the runner injects them).")
     profiles, found = load_profiles(nb)
+    if not found and profile != "default":
+        raise ParamsError(
+            f"{nb.params_path} does not exist, so notebook {name} has no {profile!r} profile (only `default`, the values "
+            f"of its parameters cell). Create the file with a `{profile}:` section, or run with PROFILE=default."
+        )
     if profile not in PROFILES and profile not in profiles:
         raise ParamsError(
             f"unknown profile {profile!r} for {name}; valid profiles: {', '.join(sorted(set(PROFILES) | set(profiles)))}."
@@ -224,6 +318,9 @@ def resolve(name: str, profile: str = "default", overrides: dict[str, Any] | Non
     if found and profile not in profiles and profile != "default":
         raise ParamsError(f"{nb.params_path} has no {profile!r} profile; it has: {', '.join(profiles) or '(none)'}.")
     valid = sorted(k for k in defaults if k not in RUNNER_PARAMS)
+    ranges = parameter_ranges(nb.path)
+    for k, rng in ranges.items():
+        check_range(k, defaults[k], rng, f"the parameters cell of {nb.path}")
     values = dict(defaults)
     for source, layer in ((f"{nb.params_path.name}:{profile}", profiles.get(profile, {})), ("PARAMS", overrides or {})):
         for k, v in layer.items():
@@ -232,6 +329,8 @@ def resolve(name: str, profile: str = "default", overrides: dict[str, Any] | Non
                 hint = f" Did you mean {', '.join(close)}?" if close else ""
                 raise ParamsError(f"unknown parameter {k!r} in {source} for notebook {name}.{hint} Valid keys: {', '.join(valid)}.")
             values[k] = coerce(k, v, defaults[k], source)
+            if k in ranges:
+                check_range(k, values[k], ranges[k], source)
     values["profile"] = profile
     injected = {k: v for k, v in values.items() if k not in defaults or defaults[k] != v}
     return Resolved(nb, profile, values, injected, found)

@@ -3,6 +3,17 @@
 Store: `MLFLOW_TRACKING_URI` if set (a shared server), else `sqlite:///<repo>/mlflow.db` with artifacts
 in `<repo>/mlartifacts/<family>` — absolute paths, so JupyterLab, papermill and the UI share one store.
 MLflow records no git information inside a kernel (it looks at sys.argv[0]); we tag it ourselves.
+
+`check_store()` is what `lossbook run` calls before anything runs: a missing or read-only directory, a path
+under a regular file, a file that is not an sqlite database or an unreachable server becomes one StoreError
+paragraph naming the URI, instead of a long traceback minutes later. mlflow and torch are imported when
+first needed (`import lossbook.tracking` is cheap; the runner process never imports torch).
+
+In the MLflow UI (3.x) the book's experiments are tagged `mlflow.experimentKind=custom_model_development`
+(the model-training view, not the GenAI one); each run carries the tags profile, notebook and verdicts
+(counts, e.g. "2 reproduced, 1 inconclusive"), metrics verdicts/<verdict>, and a description linking its
+executed notebook's HTML (the Artifacts tab renders it). `ui_url(family)` opens the runs list with those
+columns selected (a saved view, experiment tag `mlflow.sharedViewState.lossbook`).
 """
 
 from __future__ import annotations
@@ -13,16 +24,59 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import mlflow
-from mlflow.entities import Metric
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING, Any
 
 from lossbook import REPO_ROOT
+
+if TYPE_CHECKING:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+"""The experiment tag MLflow 3's UI reads to pick its view: model training (runs, metrics), not GenAI traces."""
+VERDICTS = ("reproduced", "not reproduced", "inconclusive")
+VIEW_KEY = "lossbook"
+"""MLflow 3's UI loads a saved runs-table view from the experiment tag `mlflow.sharedViewState.<key>` (plain JSON
+is accepted) when the page is opened with `?viewStateShareKey=<key>`; `ui_url` gives that address."""
+VIEW_STATE = {"selectedColumns": [*(f"tags.`{t}`" for t in ("profile", "notebook", "verdicts")),
+                                  *(f"metrics.`verdicts/{v.replace(' ', '_')}`" for v in VERDICTS)]}
+
+
+def _experiment_tags() -> dict[str, str]:
+    import json
+
+    return {**EXPERIMENT_KIND, f"mlflow.sharedViewState.{VIEW_KEY}": json.dumps(VIEW_STATE, separators=(",", ":"))}
+
+
+def ui_url(family: str, base: str = "http://127.0.0.1:5000") -> str:
+    """The family's runs list in the MLflow UI with the book's columns: profile, notebook, verdict counts."""
+    return f"{base}/#/experiments/{experiment_id(family)}?viewStateShareKey={VIEW_KEY}"
+
+
+def __getattr__(name: str) -> Any:  # `tracking.mlflow` / `tracking.MlflowClient` still work, imported on first use
+    if name == "mlflow":
+        import mlflow
+
+        return mlflow
+    if name == "MlflowClient":
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient
+    raise AttributeError(name)
+
+
+def _mlflow():
+    import mlflow
+
+    return mlflow
+
+
+class StoreError(RuntimeError):
+    """The MLflow store cannot be used; the message names the URI, what is wrong and what to do."""
 
 
 def tracking_uri() -> str:
@@ -42,8 +96,71 @@ def artifact_root() -> Path:
     return REPO_ROOT / "mlartifacts"
 
 
+def _store_problem(uri: str) -> str:
+    """What is wrong with the store at `uri` ("" if it looks usable). Writes nothing that stays."""
+    if uri.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.request
+
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=3).close()
+        except urllib.error.HTTPError:
+            return ""  # it answers: a server that has no /health, or wants a login, is reachable
+        except (OSError, ValueError) as e:
+            return f"the tracking server does not answer ({getattr(e, 'reason', e)})"
+        return ""
+    if uri.startswith("sqlite:"):
+        path = uri.removeprefix("sqlite:///").split("?")[0] if uri.startswith("sqlite:///") else ""
+        if path in ("", ":memory:"):
+            return ""  # in-memory
+        db = Path(path if path.startswith("/") else Path.cwd() / path)
+        dirs = [db.parent, artifact_root()]
+    elif uri.startswith("file:") or "://" not in uri:
+        db = None
+        dirs = [Path(uri.removeprefix("file://").removeprefix("file:"))]
+    else:
+        return ""  # databricks, postgres, ...: left to mlflow
+    for d in dirs:
+        existing = next((p for p in (d, *d.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            return f"{existing} is a file, not a directory, so {d} cannot be created"
+        if existing != d and d == dirs[0]:
+            return f"the directory {d} does not exist (nearest existing: {existing})"
+        try:
+            tempfile.TemporaryFile(dir=existing).close()
+        except OSError as e:
+            return f"the directory {existing} is not writable ({e.strerror})"
+    if db is not None and db.exists():
+        if db.is_dir():
+            return f"{db} is a directory, not an sqlite file"
+        try:
+            with open(db, "r+b") as f:
+                head = f.read(16)
+        except OSError as e:
+            return f"{db} cannot be opened for writing ({e.strerror})"
+        if head and head != b"SQLite format 3\x00":
+            return f"{db} exists but is not an sqlite database"
+    return ""
+
+
+def check_store() -> None:
+    """Raise StoreError (one paragraph: the URI, what is wrong, what to do) unless the store looks usable."""
+    uri = tracking_uri()
+    problem = _store_problem(uri)
+    if problem:
+        src = "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "the default store"
+        raise StoreError(
+            f"cannot use the MLflow store {uri} (from {src}): {problem}. Nothing was run. Point "
+            f"MLFLOW_TRACKING_URI at a writable directory or a running server (e.g. sqlite:////abs/path/mlflow.db), "
+            f"or unset it to use the repo's mlflow.db."
+        )
+
+
 def configure() -> MlflowClient:
     """Point mlflow at the book's store and return a client."""
+    mlflow = _mlflow()
+    from mlflow.tracking import MlflowClient
+
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     return MlflowClient(uri)
@@ -54,11 +171,14 @@ def experiment_id(family: str) -> str:
     client = configure()
     exp = client.get_experiment_by_name(family)
     if exp is not None:
+        for k, v in _experiment_tags().items():  # experiments made before these tags existed get them now
+            if exp.tags.get(k) != v:
+                client.set_experiment_tag(exp.experiment_id, k, v)
         return exp.experiment_id
     location = (artifact_root() / family).as_uri() if _is_local(tracking_uri()) else None
     try:
-        return client.create_experiment(family, artifact_location=location)
-    except mlflow.exceptions.MlflowException:  # created concurrently
+        return client.create_experiment(family, artifact_location=location, tags=_experiment_tags())
+    except _mlflow().exceptions.MlflowException:  # created concurrently
         return client.get_experiment_by_name(family).experiment_id
 
 
@@ -69,10 +189,23 @@ def _git(*args: str) -> str:
         return ""
 
 
-def environment() -> tuple[dict[str, str], dict[str, str]]:
-    """(tags, text artifacts) describing where a run ran: git commit and dirty flag, versions, device, packages."""
+def device_tags() -> dict[str, str]:
+    """torch version, CUDA and device: set by `attach` inside the kernel, where torch is imported anyway."""
     import torch
 
+    return {
+        "torch_version": torch.__version__,
+        "cuda": str(torch.version.cuda),
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
+    }
+
+
+def environment(with_torch: bool = False) -> tuple[dict[str, str], dict[str, str]]:
+    """(tags, text artifacts) describing where a run ran: git commit and dirty flag, versions, device, packages.
+
+    Without `with_torch` (the runner process) torch is not imported: torch_version comes from the package
+    metadata and the kernel's `attach` adds cuda and device.
+    """
     commit = _git("rev-parse", "HEAD").strip()
     status = _git("status", "--porcelain", "--untracked-files=no").strip()
     tags = {
@@ -80,11 +213,15 @@ def environment() -> tuple[dict[str, str], dict[str, str]]:
         "git_commit": commit or "unknown",
         "git_dirty": str(bool(status)),
         "python_version": platform.python_version(),
-        "torch_version": torch.__version__,
-        "cuda": str(torch.version.cuda),
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
         "platform": platform.platform(),
     }
+    if with_torch:
+        tags.update(device_tags())
+    else:
+        try:
+            tags["torch_version"] = importlib.metadata.version("torch")
+        except importlib.metadata.PackageNotFoundError:
+            tags["torch_version"] = "not installed"
     freeze = sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions() if d.metadata["Name"])
     texts = {"env/requirements.txt": "\n".join(freeze) + "\n"}
     if status:
@@ -104,20 +241,26 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
-def run_name(notebook: str, profile: str, params: Mapping[str, Any]) -> str:
-    """`<notebook>/<profile>/seed<k>/<YYYYmmdd-HHMMSS>`."""
+def run_name(notebook: str, profile: str, params: Mapping[str, Any], run_id: str = "") -> str:
+    """`<notebook>/<profile>/seed<k>/<YYYYmmdd-HHMMSS>[-<run id[:8]>]`: the id suffix makes it unique."""
     seed = params.get("seed", (params.get("seeds") or [0])[0] if isinstance(params.get("seeds"), list) else 0)
-    return f"{notebook}/{profile}/seed{seed}/{time.strftime('%Y%m%d-%H%M%S')}"
+    return f"{notebook}/{profile}/seed{seed}/{time.strftime('%Y%m%d-%H%M%S')}" + (f"-{run_id[:8]}" if run_id else "")
 
 
-def create_run(notebook: str, family: str, profile: str, params: Mapping[str, Any], extra_tags: Mapping[str, str] | None = None) -> str:
-    """Create (not start) a run for `notebook` with its params, tags and environment; return its id."""
+def create_run(notebook: str, family: str, profile: str, params: Mapping[str, Any], extra_tags: Mapping[str, str] | None = None,
+               *, with_torch: bool = False) -> str:
+    """Create (not start) a run for `notebook` with its params, tags and environment; return its id.
+
+    Its name ends in the run id's first 8 hex digits, so two runs started in the same second differ.
+    """
+    mlflow = _mlflow()
     client = configure()
-    tags, texts = environment()
-    tags.update({"notebook": notebook, "family": family, "profile": profile, "mlflow.runName": run_name(notebook, profile, params)})
+    tags, texts = environment(with_torch)
+    tags.update({"notebook": notebook, "family": family, "profile": profile, "verdicts": "(running)"})
     tags.update(extra_tags or {})
-    run = client.create_run(experiment_id(family), tags=tags, run_name=tags["mlflow.runName"])
+    run = client.create_run(experiment_id(family), tags=tags, run_name=run_name(notebook, profile, params))
     rid = run.info.run_id
+    client.update_run(rid, name=run_name(notebook, profile, params, rid))
     flat = flatten({k: v for k, v in params.items() if k != "mlflow_run_id"})
     items = list(flat.items())
     for i in range(0, len(items), 100):
@@ -125,6 +268,38 @@ def create_run(notebook: str, family: str, profile: str, params: Mapping[str, An
     for path, text in texts.items():
         client.log_text(rid, text, path)
     return rid
+
+
+def verdict_counts(claims: list[Mapping[str, Any]]) -> str:
+    """"2 reproduced, 1 inconclusive" (smoke runs: "... (smoke)"); "no claims" if none."""
+    kinds = [*VERDICTS, *sorted({str(c.get("verdict")) for c in claims} - set(VERDICTS))]  # e.g. "demonstrated"
+    counts = {v: sum(c.get("verdict") == v for c in claims) for v in kinds}
+    text = ", ".join(f"{n} {v}" for v, n in counts.items() if n) or "no claims"
+    return text + (" (smoke)" if any(not c.get("meaningful", True) for c in claims) else "")
+
+
+def tag_verdicts(run_id: str, claims: list[Mapping[str, Any]]) -> None:
+    """Tag the run `verdicts` (counts) and log `verdicts/<verdict>` counts as metrics: columns in the UI's runs list."""
+    from mlflow.entities import Metric, RunTag
+
+    client = configure()
+    now = int(time.time() * 1000)
+    kinds = [*VERDICTS, *sorted({str(c.get("verdict")) for c in claims} - set(VERDICTS))]
+    metrics = [Metric(f"verdicts/{v.replace(' ', '_')}", float(sum(c.get("verdict") == v for c in claims)), now, 0) for v in kinds]
+    client.log_batch(run_id, metrics=metrics if claims else [], tags=[RunTag("verdicts", verdict_counts(claims))])
+
+
+def link_notebook(run_id: str, html_artifact: str, local: Path) -> None:
+    """The run's description (shown on its MLflow page): where its executed notebook is, as HTML and .ipynb."""
+    client = configure()
+    run = client.get_run(run_id)
+    uri = f"{run.info.artifact_uri.rstrip('/')}/{html_artifact}"
+    tags = run.data.tags
+    client.set_tag(run_id, "notebook_html", html_artifact)
+    client.set_tag(run_id, "mlflow.note.content", (
+        f"**{tags.get('notebook', '')}** [{tags.get('profile', '')}]: executed notebook in the Artifacts tab, "
+        f"`{html_artifact}` (open it there, or in a browser: {uri}); local copy `{local}`."
+    ))
 
 
 def attach(mlflow_run_id: str, notebook: str, namespace: Mapping[str, Any] | None = None) -> mlflow.ActiveRun:
@@ -135,7 +310,8 @@ def attach(mlflow_run_id: str, notebook: str, namespace: Mapping[str, Any] | Non
     """
     from lossbook.params import find_notebook, parameters_cell
 
-    configure()
+    mlflow = _mlflow()
+    client = configure()
     if mlflow.active_run() is not None:
         mlflow.end_run()
     if not mlflow_run_id:
@@ -144,7 +320,9 @@ def attach(mlflow_run_id: str, notebook: str, namespace: Mapping[str, Any] | Non
         ns = namespace or {}
         params = {k: ns.get(k, v) for k, v in names.items()}
         profile = str(params.get("profile") or "interactive")
-        mlflow_run_id = create_run(notebook, nb.family, profile, params, {"launched_by": "interactive"})
+        mlflow_run_id = create_run(notebook, nb.family, profile, params, {"launched_by": "interactive"}, with_torch=True)
+    else:
+        client.log_batch(mlflow_run_id, tags=[mlflow.entities.RunTag(k, v) for k, v in device_tags().items()])
     run = mlflow.start_run(run_id=mlflow_run_id)
     print(f"MLflow run {mlflow_run_id} ({run.info.run_name})")
     return run
@@ -152,10 +330,10 @@ def attach(mlflow_run_id: str, notebook: str, namespace: Mapping[str, Any] | Non
 
 def active_profile() -> str:
     """The active run's profile tag ("" when no run is active)."""
-    run = mlflow.active_run()
+    run = _mlflow().active_run()
     if run is None:
         return ""
-    return MlflowClient(tracking_uri()).get_run(run.info.run_id).data.tags.get("profile", "")
+    return configure().get_run(run.info.run_id).data.tags.get("profile", "")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -172,14 +350,16 @@ class MetricLogger:
 
     def __init__(self, prefix: str = "", every: int = 200, check: tuple[str, ...] = ("loss",), to_run: bool = True) -> None:
         self.prefix, self.every, self.check = prefix, every, check
-        self.buffer: list[Metric] = []
+        self.buffer: list[Any] = []  # mlflow.entities.Metric
         self.last: dict[str, float] = {}
         self.history: dict[str, list[tuple[int, float]]] = {}
-        run = mlflow.active_run() if to_run else None
+        run = _mlflow().active_run() if to_run else None
         self.run_id = run.info.run_id if run else None
-        self.client = MlflowClient(tracking_uri()) if run else None
+        self.client = configure() if run else None
 
     def log(self, step: int, **metrics: float) -> None:
+        from mlflow.entities import Metric
+
         now = int(time.time() * 1000)
         for k, v in metrics.items():
             v = float(v)
@@ -219,6 +399,7 @@ class MetricLogger:
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     """Log a few summary metrics to the active run (no-op without one); non-finite values are skipped."""
+    mlflow = _mlflow()
     if mlflow.active_run() is None:
         return
     mlflow.log_metrics({k: float(v) for k, v in metrics.items() if math.isfinite(float(v))}, step=step)
@@ -226,6 +407,7 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
 
 def log_figure(fig: Any, name: str) -> None:
     """Log a matplotlib figure as `figures/<name>.png` of the active run (no-op without one)."""
+    mlflow = _mlflow()
     if mlflow.active_run() is None:
         return
     mlflow.log_figure(fig, f"figures/{name}.png" if not name.endswith(".png") else f"figures/{name}")
@@ -233,6 +415,7 @@ def log_figure(fig: Any, name: str) -> None:
 
 def log_dict(d: Any, path: str) -> None:
     """Log a JSON-able object as an artifact of the active run (no-op without one)."""
+    mlflow = _mlflow()
     if mlflow.active_run() is not None:
         mlflow.log_dict(d, path)
 

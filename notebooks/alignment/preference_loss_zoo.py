@@ -52,24 +52,24 @@ mlflow_run_id = ""  # injected by the runner; empty when run by hand -> the note
 profile = "interactive"  # injected by the runner (smoke | default | full)
 seed = 0  # pairs, training and sampling seed
 world_seed = 0  # world, pretraining and SFT seed (with base_recipe it names the cached base checkpoints)
-n_train_pairs = 128  # preference pairs every loss trains on (full batch)
-n_eval_pairs = 256  # held-out pairs and prompts for reward accuracy, KL, entropy and win rate
+n_train_pairs = 128  # preference pairs every loss trains on (full batch); in [1, inf)
+n_eval_pairs = 256  # held-out pairs and prompts for reward accuracy, KL, entropy and win rate; in [1, inf)
 pair_types = ["answer_flip", "opposite", "random"]  # how y_l is built from y_w (lossbook.alignment.world.PAIR_TYPES)
 losses = ["dpo", "ipo", "hinge", "cdpo", "robust_dpo", "ln_dpo", "simpo", "nca", "apo_zero", "sppo_hard", "fdpo_js", "fdpo_alpha", "fdpo_forward_kl", "bco_pair", "kto_pair"]  # registered losses to compare
-rpo_etas = [0.005, 1.0]  # RPO η: the paper 0.005, and 1.0 (the top of Razin et al. SFT-coefficient grid)
-beta = 0.1  # β of every loss but SimPO
-simpo_beta = 2.0  # SimPO has no reference; the paper β is ~2 with γ/β ≈ 0.5
+rpo_etas = [0.005, 1.0]  # RPO η: the paper 0.005, and 1.0 (the top of Razin et al. SFT-coefficient grid); in [0, inf)
+beta = 0.1  # β of every loss but SimPO; > 0
+simpo_beta = 2.0  # SimPO has no reference; the paper β is ~2 with γ/β ≈ 0.5; > 0
 simpo_gamma = 1.0  # SimPO target margin γ
-label_smoothing = 0.1  # cdpo, robust_dpo
+label_smoothing = 0.1  # cdpo, robust_dpo; in [0, 1)
 fdpo_alpha = 0.5  # α of f-DPO's α-divergence (fdpo_alpha)
 optimizer = "adam"  # one optimiser for every loss
-lr = 2.0e-5  # one learning rate for every loss
-steps = 100  # full-batch updates per loss
-sample_temperature = 1.0  # sampling temperature for KL, entropy and the win rate
-max_new_tokens = 8  # longest sampled response
+lr = 2.0e-5  # one learning rate for every loss; > 0
+steps = 100  # full-batch updates per loss; in [1, inf)
+sample_temperature = 1.0  # sampling temperature for KL, entropy and the win rate; > 0
+max_new_tokens = 8  # longest sampled response; in [1, inf)
 base_recipe = "persona-tiny"  # world, tiny GPT, pretraining and SFT: a name in lossbook.alignment.recipes.BASE_RECIPES (shared, cached)
 device = "auto"  # "auto" (CUDA, else MPS, else CPU), or a torch device such as "cpu"
-threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default
+threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default; in [0, inf)
 # %%
 from lossbook import claims, plotting, repro, tracking
 

@@ -48,19 +48,19 @@ mlflow_run_id = ""  # injected by the runner; empty when run by hand -> the note
 profile = "interactive"  # injected by the runner (smoke | default | full)
 seed = 0  # pairs, train/held-out split and DPO seed
 world_seed = 0  # world, pretraining and SFT seed (with base_recipe it names the cached base checkpoints)
-n_train_pairs = 256  # annotated pairs DPO trains on (full batch)
-n_eval_pairs = 256  # held-out annotated pairs
-kappa = 3.0  # annotator sharpness κ in α: σ(κ·Δu)
+n_train_pairs = 256  # annotated pairs DPO trains on (full batch); in [1, inf)
+n_eval_pairs = 256  # held-out annotated pairs; in [1, inf)
+kappa = 3.0  # annotator sharpness κ in α: σ(κ·Δu); > 0
 length_bonus = 0.3  # annotator utility per clause word
-betas_ideal = [0.01, 0.1, 1.0, 5.0, 10.0]  # the paper grid for the idealized accuracy
-beta = 0.1  # DPO β
+betas_ideal = [0.01, 0.1, 1.0, 5.0, 10.0]  # the paper grid for the idealized accuracy; > 0
+beta = 0.1  # DPO β; > 0
 optimizer = "adam"  # DPO optimiser
-lr = 2.0e-5  # DPO learning rate
-steps = 100  # full-batch DPO updates
-gap_threshold = 0.10  # claim 1: idealized median − achieved ≥ 10 points (written before running)
+lr = 2.0e-5  # DPO learning rate; > 0
+steps = 100  # full-batch DPO updates; in [1, inf)
+gap_threshold = 0.10  # claim 1: idealized median − achieved ≥ 10 points (written before running); in [0, 1]
 base_recipe = "persona-tiny"  # world, tiny GPT, pretraining and SFT: a name in lossbook.alignment.recipes.BASE_RECIPES (shared, cached)
 device = "auto"  # "auto" (CUDA, else MPS, else CPU), or a torch device such as "cpu"
-threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default
+threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default; in [0, inf)
 # %%
 from lossbook import claims, plotting, repro, tracking
 

@@ -44,16 +44,16 @@ profile = "interactive"  # injected by the runner (smoke | default | full)
 dataset = "mnist1d"  # "mnist1d" | "digits"
 architecture = "cnn1d"  # classifier from lossbook.models ("mlp" | "cnn1d")
 seeds = [0, 1, 2, 3, 4]  # one run per (loss, seed): the seed draws the validation split, init, batch order and label noise
-epochs = 25  # training epochs, the same for every loss
-lr = 3.0e-3  # Adam learning rate, the same for every loss (no per-loss tuning)
-batch_size = 128  # training mini-batch size
-n_train = 0  # 0 means the whole training split
+epochs = 25  # training epochs, the same for every loss; in [1, inf)
+lr = 3.0e-3  # Adam learning rate, the same for every loss (no per-loss tuning); > 0
+batch_size = 128  # training mini-batch size; in [1, inf)
+n_train = 0  # 0 means the whole training split; in [0, inf)
 losses = ["ce", "label_smoothing", "brier", "focal", "flsd53", "squentropy", "gce", "mae", "z_loss"]  # clean-label arm; names of LOSS_SPECS
 noise_losses = ["ce", "gce", "mae"]  # label-noise arm; names of LOSS_SPECS
-noise_rate = 0.3  # fraction of training labels replaced by another class in the noise arm
-n_bins = 15  # ECE bins (equal-width and equal-mass)
-n_boot = 10000  # bootstrap resamples of each paired-difference CI
-threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default
+noise_rate = 0.3  # fraction of training labels replaced by another class in the noise arm; in [0, 1)
+n_bins = 15  # ECE bins (equal-width and equal-mass); in [1, inf)
+n_boot = 10000  # bootstrap resamples of each paired-difference CI; in [1, inf)
+threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default; in [0, inf)
 device = "auto"  # "auto" | "cpu" | "cuda" | "mps"
 
 # %%

@@ -57,18 +57,18 @@
 mlflow_run_id = ""  # injected by the runner; empty when run by hand -> the notebook starts its own run
 profile = "interactive"  # injected by the runner (smoke | default | full)
 seeds = [0, 1, 2, 3, 4]  # one sample stream per seed (sections 2 and 3 use 1000 + seed and 2000 + seed)
-sizes = [100, 300, 1000, 3000, 10000, 30000]  # sample sizes n at which the estimators are compared
-n_reps = 20  # datasets drawn per (seed, n): the seed fixes the stream, the repetitions smooth the estimate
-n_bins = 15  # bins of every estimator in section 1 (Guo et al. use 15)
-temperatures = [0.5, 1.0, 2.0]  # temperature models σ(logit(u)/t): over-confident, calibrated, under-confident
-n_sweep_samples = 20000  # samples per model in the bin-count sweep (claim 3)
-bin_counts = [2, 5, 10, 15, 25, 50, 100]  # equal-width bin counts of the sweep; claim 3 reads 5 and 50
-n_balance_samples = 5000  # samples per (seed, model) in the Balance-score section (claims 4 and 5)
-n_boot = 500  # bootstrap resamples of each Balance / ECE confidence interval (per replicate, over samples)
-balance_margin = 0.02  # claim 5: the t-CI of the mean Balance must lie within ±0.02 (a fifth of the true ECE 0.1)
-ece_seen = 0.05  # claim 5: the t-CI of the mean top-label ECE of the offsetting model must lie above this
-n_rule_sets = 200  # simulated replicate sets for the rule-reliability check of claim 5
-debias_max_n = 3000  # claim 2 pools the cells with n up to this (the small-sample regime the debiasing is for)
+sizes = [100, 300, 1000, 3000, 10000, 30000]  # sample sizes n at which the estimators are compared; in [1, inf)
+n_reps = 20  # datasets drawn per (seed, n): the seed fixes the stream, the repetitions smooth the estimate; in [1, inf)
+n_bins = 15  # bins of every estimator in section 1 (Guo et al. use 15); in [1, inf)
+temperatures = [0.5, 1.0, 2.0]  # temperature models σ(logit(u)/t): over-confident, calibrated, under-confident; > 0
+n_sweep_samples = 20000  # samples per model in the bin-count sweep (claim 3); in [1, inf)
+bin_counts = [2, 5, 10, 15, 25, 50, 100]  # equal-width bin counts of the sweep; claim 3 reads 5 and 50; in [1, inf)
+n_balance_samples = 5000  # samples per (seed, model) in the Balance-score section (claims 4 and 5); in [1, inf)
+n_boot = 500  # bootstrap resamples of each Balance / ECE confidence interval (per replicate, over samples); in [1, inf)
+balance_margin = 0.02  # claim 5: the t-CI of the mean Balance must lie within ±0.02 (a fifth of the true ECE 0.1); in [0, inf)
+ece_seen = 0.05  # claim 5: the t-CI of the mean top-label ECE of the offsetting model must lie above this; in [0, 1]
+n_rule_sets = 200  # simulated replicate sets for the rule-reliability check of claim 5; in [1, inf)
+debias_max_n = 3000  # claim 2 pools the cells with n up to this (the small-sample regime the debiasing is for); in [1, inf)
 
 # %%
 from lossbook import plotting, replicate, stats, tracking

@@ -61,16 +61,16 @@ dataset = "mnist1d"  # "mnist1d" | "digits"
 architectures = ["mlp", "cnn1d"]  # classifiers from lossbook.models, each trained on every seed
 seeds = [0, 1, 2, 3, 4]  # replicates: one run per (architecture, seed); the seed draws the validation split, init and batch order
 fresh_data = True  # each replicate draws its own data set (data_seed = seed); False: all share the canonical draw
-epochs = 80  # long enough for both nets to reach 100% train accuracy on MNIST-1D (over-training)
-lr = 3.0e-3  # Adam learning rate
-batch_size = 128  # training mini-batch size
-weight_decay = 0.0  # Guo et al.: less weight decay -> worse calibration; none here
-n_train = 0  # 0 means the whole training split, a positive value caps it (smoke profile)
-n_bins = 15  # ECE bins (Guo et al. use 15), equal-width and equal-mass
-reduction_threshold = 0.5  # claim 3: the CI of the mean relative ECE reduction must lie above 50% (written before running)
-interpolation_acc = 0.99  # guard: every replicate's final train accuracy reaches this (the over-training regime)
+epochs = 80  # long enough for both nets to reach 100% train accuracy on MNIST-1D (over-training); in [1, inf)
+lr = 3.0e-3  # Adam learning rate; > 0
+batch_size = 128  # training mini-batch size; in [1, inf)
+weight_decay = 0.0  # Guo et al.: less weight decay -> worse calibration; none here; in [0, inf)
+n_train = 0  # 0 means the whole training split, a positive value caps it (smoke profile); in [0, inf)
+n_bins = 15  # ECE bins (Guo et al. use 15), equal-width and equal-mass; in [1, inf)
+reduction_threshold = 0.5  # claim 3: the CI of the mean relative ECE reduction must lie above 50% (written before running); in [0, 1]
+interpolation_acc = 0.99  # guard: every replicate's final train accuracy reaches this (the over-training regime); in [0, 1]
 device = "auto"  # "auto" | "cpu" | "cuda" | "mps"
-threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default
+threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default; in [0, inf)
 
 # %%
 from lossbook import plotting, replicate, repro, stats, tracking

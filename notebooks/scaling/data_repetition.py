@@ -14,19 +14,19 @@ mlflow_run_id = ""
 profile = "interactive"
 seed = 0
 device = "cpu"
-threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default
+threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default; in [0, inf)
 sizes = [[2, 24], [2, 48]]
-epochs = [1, 2, 4, 8, 16, 32, 64]
-dropout_epochs = [1, 16, 64]
-dropout = 0.1
-base_fractions = [0.25, 0.0625]
-block_size = 64
-batch_size = 16
-steps = 400
-lr = 0.005
-warmup = 20
-eval_tokens = 32768
-n_evals = 2
+epochs = [1, 2, 4, 8, 16, 32, 64]  # in [1, inf)
+dropout_epochs = [1, 16, 64]  # in [1, inf)
+dropout = 0.1  # in [0, 1)
+base_fractions = [0.25, 0.0625]  # in (0, 1]
+block_size = 64  # in [1, inf)
+batch_size = 16  # in [1, inf)
+steps = 400  # in [1, inf)
+lr = 0.005  # > 0
+warmup = 20  # in [0, inf)
+eval_tokens = 32768  # in [1, inf)
+n_evals = 2  # in [1, inf)
 
 # %%
 import matplotlib.pyplot as plt

@@ -15,19 +15,19 @@ mlflow_run_id = ""
 profile = "interactive"
 seed = 0
 device = "cpu"
-threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default
-vocab_size = 128
+threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default; in [0, inf)
+vocab_size = 128  # in [1, inf)
 order = 1
 zipf = 1.2
-mix = [0.2, 0.8]
-widths = [8, 16, 32, 48, 64]
-depths = [1, 2, 4]
-block_size = 32
-batch_size = 32
-steps = 300
-lr = 0.01
-warmup = 20
-n_boot = 200
+mix = [0.2, 0.8]  # in [0, 1]
+widths = [8, 16, 32, 48, 64]  # in [1, inf)
+depths = [1, 2, 4]  # in [1, inf)
+block_size = 32  # in [1, inf)
+batch_size = 32  # in [1, inf)
+steps = 300  # in [1, inf)
+lr = 0.01  # > 0
+warmup = 20  # in [0, inf)
+n_boot = 200  # in [1, inf)
 
 # %%
 import matplotlib.pyplot as plt

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lossbook import REPO_ROOT, params, runner, tracking
+from lossbook import REPO_ROOT, claims, params, runner, tracking
 
 BOOKS = params.discover(REPO_ROOT)
 
@@ -39,4 +39,4 @@ def test_smoke_run(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     assert run.info.status == "FINISHED"
     assert r.claims, f"{name} recorded no claims"
     assert all(not c["meaningful"] for c in r.claims)
-    assert all(c["verdict"] in {"reproduced", "not reproduced", "inconclusive"} for c in r.claims)
+    assert all(c["verdict"] in set(claims.VERDICTS) for c in r.claims)

@@ -27,8 +27,15 @@ def _artifacts(run_id: str, path: str = "") -> list[str]:
     return out
 
 
-def test_success_logs_everything(fixture_root: Path) -> None:
+def test_success_logs_everything(fixture_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import papermill.engines
+
+    saves: list[str] = []
+    real_write = papermill.engines.write_ipynb
+    monkeypatch.setattr(papermill.engines, "write_ipynb", lambda nb, path: (saves.append(path), real_write(nb, path)))
     r = runner.run("trivial", "default", {"seed": 3}, progress=False)
+    n_cells = len(json.loads(r.output_path.read_text())["cells"])
+    assert len(saves) <= n_cells + 4 < 2 * n_cells + 2  # issue 11.11: short cells are not saved twice
     run = _client().get_run(r.run_id)
     assert r.status == "FINISHED" and run.info.status == "FINISHED"
     assert run.data.params["steps"] == "3" and run.data.params["seed"] == "3" and run.data.params["profile"] == "default"
@@ -164,3 +171,21 @@ def test_make_run_with_params_as_the_readme_types_it(fixture_root: Path, isolate
     assert p.returncode == 0, p.stdout + p.stderr
     run = _client().get_run(p.stdout.split("MLflow run ")[1].split()[0])
     assert run.data.params["steps"] == "2" and run.data.params["lr"] == "0.5" and run.data.tags["profile"] == "smoke"
+    # issue 11.7: the notebook's own output reaches the terminal as it runs (here the claim lines it prints),
+    # without the kernel's "running over TCP without encryption" warning or papermill's parse warnings
+    assert "[REPRODUCED] arith:" in p.stdout.split("MLflow run ")[2]
+    assert "without encryption" not in p.stdout + p.stderr and "Unable to parse" not in p.stdout + p.stderr
+
+
+def test_list_wraps_to_the_terminal_and_prints_plain_text() -> None:
+    """Issue 11.9: `make list` printed 200-400-character lines with raw markdown."""
+    env = {k: v for k, v in os.environ.items() if k != "LOSSBOOK_ROOT"}
+    p = subprocess.run([sys.executable, "-m", "lossbook.cli", "list"], capture_output=True, text=True, timeout=60,
+                       env={**env, "COLUMNS": "72"})
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 72 and "temperature_scaling" in p.stdout and "    claim: " in p.stdout
+    assert not any(m in p.stdout for m in ("**", "`", "](")), p.stdout
+    from lossbook import cli
+
+    assert cli.plain("**Paper:** [Guo et al.](https://x.y) `T*` *2017*") == "Paper: Guo et al. T* 2017"

@@ -93,3 +93,39 @@ def test_decide_three_way_verdict() -> None:
     assert claims.decide(reproduced=False, refuted=False) is None
     with pytest.raises(ValueError, match="mutually exclusive"):
         claims.decide(reproduced=True, refuted=True)
+
+
+class _RunsCode:
+    """Unpickling this calls exec: what a tampered cache file would do with `torch.load(weights_only=False)`."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"open({str(self.marker)!r}, 'w').write('code ran')",))
+
+
+@pytest.mark.parametrize("how", ["torch.save", "pickle.dump"])
+def test_tampered_cache_file_does_not_run_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """Issue 11.10: the cache loads with weights_only=True; a file whose pickle runs code is refused and rebuilt."""
+    import pickle
+
+    monkeypatch.setenv("LOSSBOOK_CACHE_DIR", str(tmp_path / "cache"))
+    marker = tmp_path / "pwned"
+    cfg = {"a": 1}
+    path = tmp_path / "cache" / "thing" / f"{cache.config_hash(cfg)}.pt"
+    path.parent.mkdir(parents=True)
+    payload = {"w": torch.zeros(2), "evil": _RunsCode(marker)}
+    if how == "torch.save":
+        torch.save(payload, path)
+    else:
+        with open(path, "wb") as f:
+            pickle.dump(payload, f, protocol=2)
+    with pytest.raises(pickle.UnpicklingError):  # sanity: what the file holds is refused by the safe loader
+        torch.load(path, weights_only=True)
+    assert not marker.exists()
+    built = []
+    out = cache.cached("thing", cfg, lambda: built.append(1) or {"w": torch.ones(2)})
+    assert not marker.exists(), "loading the cache file ran code"
+    assert built == [1] and torch.equal(out["w"], torch.ones(2))  # refused, rebuilt, and replaced by a clean file
+    assert torch.equal(torch.load(path, weights_only=True)["w"], torch.ones(2))
