@@ -34,19 +34,19 @@ borup_steps = 6
 borup_alphas = [0.0, 0.35]
 krr_gamma = 80.0
 krr_lambda = 0.2
-limit_steps = 400
-ridge_n = 50
-ridge_d = 20
+limit_steps = 400  # in [1, inf)
+ridge_n = 50  # in [1, inf)
+ridge_d = 20  # in [1, inf)
 ridge_lambda = 1.0
 ridge_sigmas = [0.1, 0.25, 0.5, 1.0, 2.0, 4.0]
-ridge_draws = 200
-noise_rates = [0.3, 0.5]
+ridge_draws = 200  # in [1, inf)
+noise_rates = [0.3, 0.5]  # in [0, 1)
 xis = [0.0, 0.5, 1.0, 1.5, 2.0]
 softmax_seeds = [0, 1, 2, 3, 4]
 softmax_weight_decay = 1.0e-3
-softmax_steps = 300
-softmax_lr = 5.0e-2
-threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default
+softmax_steps = 300  # in [1, inf)
+softmax_lr = 5.0e-2  # > 0
+threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default; in [0, inf)
 
 # %%
 from lossbook import tracking
