@@ -142,3 +142,15 @@ def test_linear_probe_on_informative_and_random_features():
     assert acc > 0.9
     noise = torch.randn_like(split.x_train), torch.randn_like(split.x_test)
     assert T.linear_probe(noise[0], split.y_train, noise[1], split.y_test) < 0.6
+
+
+def test_head_diagnostics_on_a_trained_student():
+    split = _blobs(n=300)
+    torch.manual_seed(0)
+    m = MLP(6, 3, hidden=(16,))
+    T.train_student(m, split, T.LossSpec("ce"), teacher_logits=None, epochs=5, lr=1e-2, batch_size=32)
+    zt = 10 * F.one_hot(split.y_train, 3).float()  # a teacher that agrees with the labels: no conflict
+    d = T.head_diagnostics(m, split, zt, lambda z, t: D.kd_loss(z, t, 1.0), probe_steps=100)
+    assert set(d) == {"cos head", "cos backbone", "own head", "linear probe"}
+    assert d["cos head"] > 0.5 and d["cos backbone"] > 0.5 and d["own head"] > 0.85 and d["linear probe"] > 0.85
+    assert m.training  # the train/eval mode is restored

@@ -126,6 +126,8 @@ def train_student(
     device: str | torch.device = "cpu",
     logger: MetricLogger | None = None,
     progress: bool = False,
+    schedule: str | None = None,
+    final_frac: float | None = None,
 ) -> Fit:
     """Train ``model`` on ``spec`` with teacher logits on ``split.x_train`` (row i ↔ example i); select on val.
 
@@ -133,7 +135,8 @@ def train_student(
     backward hook. Each epoch logs ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``test_loss``,
     ``test_acc`` (step = epoch) to ``logger``; the returned ``Fit.test_acc`` is the test accuracy at the
     first epoch with the best validation accuracy. A non-finite loss raises ``NonFiniteLossError`` after
-    logging the last finite values.
+    logging the last finite values. ``schedule`` (e.g. "cosine", per step; None: constant LR) and
+    ``final_frac`` go to ``fit`` (``optim.schedules.lr_multiplier``).
     """
     if spec.needs_teacher and (teacher_logits is None or len(teacher_logits) != len(split.y_train)):
         raise ValueError(f"loss {spec.kind!r} needs teacher logits for each of the {len(split.y_train)} training examples")
@@ -147,6 +150,7 @@ def train_student(
         model, split, epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, weight_decay=weight_decay,
         batch_loss=batch_loss, backward=(lambda terms, params: backward_terms(terms, params, ga=True)) if spec.ga else None,
         eval_test=True, seed=seed, device=device, logger=logger, progress=progress, desc="student",
+        schedule=schedule, final_frac=final_frac,
     )
 
 
@@ -160,6 +164,8 @@ def get_teacher(
     lr: float = 1e-3,
     batch_size: int = 128,
     weight_decay: float = 0.0,
+    optimizer: str = "adam",
+    schedule: str | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = False,
@@ -168,7 +174,9 @@ def get_teacher(
     """A trained teacher, cached by config hash: ``{"state_dict", "logits": {train, val, test}, "acc": {...}, "config"}``.
 
     ``data_config`` must describe ``split`` completely (dataset, seeds, sizes): it is part of the cache key, so a
-    different split can never reuse a teacher. The teacher keeps its best-validation weights.
+    different split can never reuse a teacher. The teacher keeps its best-validation weights. ``optimizer``
+    ("sgd" runs with Nesterov momentum 0.9, the papers' teachers) and ``schedule`` (e.g. "cosine", per step)
+    enter the cache key only when they differ from the defaults (Adam, no schedule), so older keys still hit.
     """
     from lossbook.models import build_classifier
 
@@ -176,12 +184,20 @@ def get_teacher(
         "data": dict(data_config), "arch": arch, "arch_kwargs": dict(arch_kwargs or {}), "epochs": epochs, "lr": lr,
         "batch_size": batch_size, "weight_decay": weight_decay, "seed": seed, "version": 1,
     }
+    if optimizer != "adam":
+        cfg["optimizer"] = optimizer
+    if schedule is not None:
+        cfg["schedule"] = schedule
 
     def build() -> dict[str, Any]:
         repro.seed_everything(seed)
         model = build_classifier(arch, split.input_shape, split.n_classes, **cfg["arch_kwargs"])
         hist = train_classifier(
-            model, split, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, device=device, seed=seed, progress=progress
+            model, split, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, optimizer=optimizer,
+            device=device, seed=seed, progress=progress,
+        ) if schedule is None else fit(
+            model, split, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, optimizer=optimizer,
+            device=device, seed=seed, progress=progress, schedule=schedule, desc="teacher",
         )
         model.load_state_dict(hist.best_state)
         logits = {k: predict_logits(model, getattr(split, f"x_{k}"), device=device) for k in ("train", "val", "test")}
@@ -210,12 +226,15 @@ def run_methods(
     log_prefix: str = "",
     progress: bool = True,
     keep_models: bool = False,
+    schedule: str | None = None,
+    final_frac: float | None = None,
 ) -> tuple[pd.DataFrame, dict[tuple[str, int], Fit], dict[tuple[str, int], nn.Module]]:
     """Train every (method, seed); the same seed gives every method the same initial student and batch order.
 
     Metrics go to the active MLflow run with prefix ``{log_prefix}{method}/seed{seed}/``. Returns a DataFrame
-    (method, seed, test_acc [val-selected], final_test_acc, best_val_acc, best_epoch, seconds), the
-    per-run `Fit`s, and (with ``keep_models``) the trained students at their final weights.
+    (method, seed, test_acc [val-selected], final_test_acc, best_val_acc, train_acc [at the selected epoch],
+    best_epoch, epochs, seconds), the per-run `Fit`s, and (with ``keep_models``) the trained students at their
+    final weights. ``schedule``/``final_frac``: the LR schedule of every run (``train_student``).
     """
     bad = [m for m in methods if not re.fullmatch(r"[A-Za-z0-9_.\- :]+", m)]
     if bad:
@@ -229,12 +248,14 @@ def run_methods(
         r = train_student(
             model, split, methods[name], teacher_logits=teacher_logits, epochs=epochs, lr=lr, batch_size=batch_size,
             weight_decay=weight_decay, optimizer=optimizer, seed=seed, device=device, logger=logger,
+            schedule=schedule, final_frac=final_frac,
         )
         results[(name, seed)] = r
         if keep_models:
             models[(name, seed)] = model
         rows.append({"method": name, "seed": seed, "test_acc": r.test_acc, "final_test_acc": r.final_test_acc,
-                     "best_val_acc": r.best_val_acc, "best_epoch": r.best_epoch, "seconds": r.seconds, **{f"spec.{k}": v for k, v in asdict(methods[name]).items()}})
+                     "best_val_acc": r.best_val_acc, "train_acc": r.at_best("train_acc"), "best_epoch": r.best_epoch,
+                     "epochs": epochs, "seconds": r.seconds, **{f"spec.{k}": v for k, v in asdict(methods[name]).items()}})
     return pd.DataFrame(rows), results, models
 
 
@@ -299,3 +320,23 @@ def linear_probe(
     probe = fit_softmax_regression((f_train - mu) / sd, F.one_hot(y_train, n_classes).float(), weight_decay=weight_decay, steps=steps, lr=lr, seed=seed)
     with torch.no_grad():
         return (probe((f_test - mu) / sd).argmax(1) == y_test).float().mean().item()
+
+
+def head_diagnostics(
+    model: nn.Module, split: Split, teacher_logits: torch.Tensor, kd_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *,
+    probe_steps: int = 300, seed: int = 0,
+) -> dict[str, float]:
+    """DHKD's mechanism checks on one trained single-head student (``model.head`` and ``model.body``):
+    ``cos head`` / ``cos backbone`` (``loss_gradient_cosines`` of CE vs ``kd_fn`` on the whole training set),
+    ``own head`` (its test accuracy at these weights) and ``linear probe`` (``linear_probe`` on its frozen
+    penultimate features: a fresh softmax head). Yang et al. (2024), arXiv 2411.08937, §3."""
+    groups = {"head": list(model.head.parameters()), "backbone": list(model.body.parameters())}
+    cos = loss_gradient_cosines(model, split.x_train, split.y_train, teacher_logits, kd_fn, groups)
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        f_tr, f_te = model(split.x_train, return_features=True)[1], model(split.x_test, return_features=True)[1]
+        own = (model(split.x_test).argmax(1) == split.y_test).float().mean().item()
+    model.train(was)
+    probe = linear_probe(f_tr, split.y_train, f_te, split.y_test, steps=probe_steps, seed=seed)
+    return {"cos head": cos["head"], "cos backbone": cos["backbone"], "own head": own, "linear probe": probe}

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from lossbook.data.classification import Split
 from lossbook.optim import make_optimizer
+from lossbook.optim.schedules import SCHEDULES, lr_multiplier
 from lossbook.tracking import MetricLogger
 
 BatchLoss = Callable[[nn.Module, Tensor, Tensor, Tensor, int], tuple[dict[str, Tensor], Tensor]]
@@ -98,6 +99,10 @@ def fit(
     logger: MetricLogger | None = None,
     progress: bool = True,
     desc: str = "epochs",
+    schedule: str | None = None,
+    schedule_unit: str = "step",
+    warmup: int = 0,
+    final_frac: float | None = None,
 ) -> Fit:
     """Minimise Σ_terms `batch_loss(...)` over `epochs` passes of `split.x_train` in shuffled batches.
 
@@ -106,7 +111,18 @@ def fit(
     `momentum`/`nesterov` reach the optimizer factory (SGD and RMSprop use them; Adam ignores them).
     A NaN/inf batch loss stops the run through the logger's guard (`MetricLogger.check_finite`), after
     the last finite metrics are logged.
+
+    `schedule` (None: the LR stays `lr`, the optimizer is never touched, so a run without it is bitwise the
+    run it always was) is one of `optim.schedules.SCHEDULES`: before every optimizer step the LR of each
+    parameter group is set to ``lr · lr_multiplier(schedule, t, total, warmup, final_frac)``, with t the
+    step index (``schedule_unit="step"``, total = epochs · batches per epoch) or the epoch index
+    (``"epoch"``, total = epochs; the LR is constant within an epoch). `warmup` counts in the same unit.
+    The LR used in each epoch's last step is recorded in ``curves["lr"]`` (only with a schedule).
     """
+    if schedule is not None and schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be None or one of {SCHEDULES}, got {schedule!r}")
+    if schedule_unit not in ("step", "epoch"):
+        raise ValueError(f"schedule_unit must be 'step' or 'epoch', got {schedule_unit!r}")
     t0 = time.time()
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -116,6 +132,10 @@ def fit(
     res = Fit()
     n = len(split.y_train)
     best = -1.0
+    steps_per_epoch = -(-n // batch_size)
+    total = epochs * steps_per_epoch if schedule_unit == "step" else epochs
+    base_lrs = [grp["lr"] for grp in opt.param_groups]
+    step = 0
     bar = tqdm(range(1, epochs + 1), desc=desc, disable=not progress, leave=False)
     for epoch in bar:
         model.train()
@@ -133,10 +153,18 @@ def fit(
                 loss.backward()
             else:
                 backward(terms, params)
+            if schedule is not None:
+                t = step if schedule_unit == "step" else epoch - 1
+                mult = lr_multiplier(schedule, t, total, warmup, final_frac)
+                for grp, base in zip(opt.param_groups, base_lrs, strict=True):
+                    grp["lr"] = base * mult
             opt.step()
+            step += 1
             tot += loss_val * len(idx)
             correct += (logits.argmax(1) == yb).sum().item()
         row = {"train_loss": tot / n, "train_acc": correct / n}
+        if schedule is not None:
+            row["lr"] = opt.param_groups[0]["lr"]
         row["val_loss"], row["val_acc"] = evaluate(model, split.x_val, split.y_val, device)
         if eval_test:
             row["test_loss"], row["test_acc"] = evaluate(model, split.x_test, split.y_test, device)
