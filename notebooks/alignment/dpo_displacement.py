@@ -231,14 +231,14 @@ dpo = runs_over_worlds(models, "sft", cfg_dpo, pairs, n_prompt_seeds, early_step
 t_part1 = time.perf_counter() - t0
 reads = read_worlds(dpo, worlds, loss_target, beta, stability_rel_tol)
 table = world_table(reads, worlds, drop_threshold)
-stats = world_stats(reads, worlds, drop_threshold, rise_threshold)
+per_world_stats = world_stats(reads, worlds, drop_threshold, rise_threshold)
 stats_strict = world_stats(reads, worlds, drop_threshold, rise_threshold, stability="strict")
 print(f"DPO after SFT: {n_worlds * len(pairs) * n_prompt_seeds} runs of {max_steps} steps in {t_part1:.1f} s")
 display(Markdown(f"**Per world and pair, read at DPO loss ≤ {loss_target}** (kept = reached the target and passed the "
                  f"substantive filter; Δ = mass change from step 0 to t*, mean over kept runs):"))
 display(table.round(3))
 display(Markdown("**Per-world statistics the claims read** (substantive filter; then the strict filter):"))
-display(stats.round(3))
+display(per_world_stats.round(3))
 display(stats_strict.round(3))
 
 # %% [markdown]
@@ -380,7 +380,7 @@ from scipy.stats import spearmanr  # noqa: E402
 
 thm1_rho = {ws: float(spearmanr([r["thm1"] for rs in by.values() for r in rs if r["reached"] and r["substantive"]],
                                 [r["drop"] for rs in by.values() for r in rs if r["reached"] and r["substantive"]])[0]) for ws, by in reads.items()}
-display(pd.DataFrame({"median ρ (Thm 2)": stats["median_rho"], "Spearman(Thm 1 score, drop)": pd.Series(thm1_rho)}).round(3))
+display(pd.DataFrame({"median ρ (Thm 2)": per_world_stats["median_rho"], "Spearman(Thm 1 score, drop)": pd.Series(thm1_rho)}).round(3))
 groups = w0.token_groups()
 kind_of = {z: k for k, ids in groups.items() for z in ids}
 fig, axes = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4), squeeze=False)
@@ -471,22 +471,22 @@ display(stats_untied.round(3))
 geo_guard = replicate.progress_reached(float(geometry["answer_gap"].min()), 0.0, lower_is_better=False, name="geometry",
                                        what="smallest within − across cosine gap of answer unembeddings over worlds", fix="a world/recipe whose same-meaning tokens are closer")
 guards1 = [
-    replicate.progress_reached(float(stats["min_reached"].min()), share_threshold, lower_is_better=False, name="progress",
+    replicate.progress_reached(float(per_world_stats["min_reached"].min()), share_threshold, lower_is_better=False, name="progress",
                                what="smallest share of a (world, pair)'s runs reaching the loss target", fix=f"raise max_steps above {max_steps}"),
-    replicate.progress_reached(float(stats["min_kept"].min()), min_kept_runs, lower_is_better=False, name="enough_stable_runs",
+    replicate.progress_reached(float(per_world_stats["min_kept"].min()), min_kept_runs, lower_is_better=False, name="enough_stable_runs",
                                what="fewest kept runs of a (world, pair)", fix="more prompt seeds"),
     geo_guard,
 ]
 sim_pairs = [f"{yp}/{ym}" for yp, ym in pairs if w0.answer_group(yp) == w0.answer_group(ym)]
 
 
-def per_world(col: str, s: pd.DataFrame = stats) -> str:
+def per_world(col: str, s: pd.DataFrame = per_world_stats) -> str:
     """'w0 0.80, w1 1.00, …' for one column of a per-world statistics table."""
     return ", ".join(f"w{ws} {v:.2f}" for ws, v in s[col].items())
 
 
 # Claim 1: the paper's displacement for same-group pairs
-v1 = stats["min_share_similar"].to_numpy()
+v1 = per_world_stats["min_share_similar"].to_numpy()
 o1 = replicate.k_of_n_rule(v1 >= share_threshold, k_worlds)
 replicate.record(
     "displacement_similar_pairs",
@@ -499,7 +499,7 @@ replicate.record(
         f"under the strict filter at {loss_target}: {per_world('min_share_similar', stats_strict)}; answer-cosine gap per world "
         + ", ".join(f"w{ws} {g:.2f}" for ws, g in geometry["answer_gap"].items()) + ". A world that fails at both targets fails at our scale, not for lack of progress.",
         f"the same runs read at loss targets {ablation_targets} (share-vs-target figure), the strict filter, worlds {world_seeds}"),
-    details={"per_world": stats.reset_index().to_dict("records"), "strict": stats_strict["min_share_similar"].tolist(),
+    details={"per_world": per_world_stats.reset_index().to_dict("records"), "strict": stats_strict["min_share_similar"].tolist(),
              "deep_target": stats_deep["min_share_similar"].tolist(), "table": table.to_dict("records")},
 )
 v1s = stats_strict["min_share_similar"].to_numpy()
@@ -510,7 +510,7 @@ replicate.record(
 )
 
 # Claim 2: catastrophic (opposite-group) mass rises in the displaced same-group runs
-v2 = stats["share_catastrophic"].to_numpy()
+v2 = per_world_stats["share_catastrophic"].to_numpy()
 o2 = replicate.k_of_n_rule(v2 >= share_threshold, k_worlds)
 replicate.record(
     "catastrophic_when_similar",
@@ -524,11 +524,11 @@ replicate.record(
         + f". Read deeper (L <= {deep_target}) the share is {per_world('share_catastrophic', stats_deep)}; with tie_weights={not tie_weights} "
         + f"(worlds {untied_world_seeds}) {per_world('share_catastrophic', stats_untied) if len(stats_untied) else 'not run'}.",
         f"the same runs at loss target {deep_target}; untied embeddings on worlds {untied_world_seeds}; the mass-by-kind table"),
-    details={"per_world": stats["share_catastrophic"].tolist(), "deep": stats_deep["share_catastrophic"].tolist(), "mass": mass_rows.reset_index().to_dict("records")},
+    details={"per_world": per_world_stats["share_catastrophic"].tolist(), "deep": stats_deep["share_catastrophic"].tolist(), "mass": mass_rows.reset_index().to_dict("records")},
 )
 
 # Claim 3: Thm 2's alignment orders the early gains
-v3 = np.nan_to_num(stats["median_rho"].to_numpy(), nan=-1.0)  # a world without kept runs counts as ρ = −1 (and fails a guard)
+v3 = np.nan_to_num(per_world_stats["median_rho"].to_numpy(), nan=-1.0)  # a world without kept runs counts as ρ = −1 (and fails a guard)
 o3 = replicate.median_ci_rule(v3, rho_threshold, "above")
 rho_pairs = table.pivot(index="world", columns="pair", values="median ρ (Thm 2)")
 replicate.record(
@@ -568,7 +568,7 @@ replicate.record(
 )
 
 # Exploratory rows: the book's similarity hypothesis, where the mass goes, IPO, no SFT, untied
-v5 = (stats["drop_similar"] - stats["drop_dissimilar"]).to_numpy()
+v5 = (per_world_stats["drop_similar"] - per_world_stats["drop_dissimilar"]).to_numpy()
 v5 = np.nan_to_num(v5, nan=0.0)
 replicate.record(
     "similar_displace_more", statement="Same-group pairs displace more than the dissimilar pair (mean drop at the loss target, per world); the book's hypothesis from Thm 1",
