@@ -1,80 +1,98 @@
-"""Training throughput of lossbook's GPT vs a same-shape reference, and vs the machine's measured matmul peak.
+"""Training throughput of many tiny GPTs: one at a time vs stacked, fp32 vs bf16, against the measured matmul peak.
 
-    .venv/bin/python benchmarks/lm_throughput.py [--d-model 256 --n-layer 4 --threads 2 --rounds 5]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/lm_throughput.py [--ks 1,4,16 --ds 32,64,128 --seconds 2]
 
-One training step = forward, next-token CE, backward, global-norm clip, AdamW step — the same function for both
-models. Reference: Hugging Face `GPT2LMHeadModel` built from a `GPT2Config` of the same shape (no download;
-dropout 0, its default attention implementation), or, when `transformers` is missing, a causal
-`nn.TransformerEncoder` with the same width, depth, FFN size, embeddings and tied head. Rounds alternate
-ours/reference so machine load hits both alike; the median round is reported. Achieved FLOP/s uses our exact
-per-token count (`GPT.flops_per_token`, causal attention and unembedding included). The matmul peak is the
-best of fp32 `torch.mm` on square sizes 512..2048 with the same thread count, measured inside every round
-(so it sees the same machine load); we report the fraction of the best peak and the median same-round fraction. Results are printed and
-written to runs/benchmarks/lm_throughput.json (with `uptime` load, since other processes inflate times).
-Targets from issue 5 (2 cores, d_model = 256): ours ≥ 1.2× reference tokens/s, ≥ 50% of matmul peak.
+Every number is a real training step of the book's trainer (`train.lm.train_lm` for one model,
+`train.lm.train_lm_stacked` for a `StackedGPT` of K models): forward, next-token CE, backward, global-norm clip,
+AdamW step, LR schedule. Rows per width d and mode (fp32, or bf16 autocast):
+
+- `one/default`: K models trained one after another with the defaults (tanh GELU, unfused AdamW) — today's path.
+  One model's rate does not depend on K (the models run in turn), so it is measured once per (d, mode).
+- `one/fast`: the same with the opt-in speed path: `GPT(cfg, gelu="exact", attn_fp32=True)` (attention kernel
+  in fp32 under autocast; no effect in fp32 rows) and `train_lm(..., fused=True)`.
+- `stack/K`: K models as one `StackedGPT` (the same options), K = 4, 16.
+- `one/compiled` (with `--compile`): `one/fast` under `torch.compile`; the compile (first step, wall time) and
+  the number of tokens after which it pays back are printed.
+- `ref/gpt2`: the reference. Hugging Face `GPT2LMHeadModel` of the same shape when `transformers` is importable;
+  otherwise `GPT2Ref` below, a plain re-implementation of GPT2LMHeadModel's eager forward (Conv1D-style addmm
+  with biases, biased LayerNorms, SDPA attention, the `gelu_new` tanh formula written in tensor ops as HF's
+  `NewGELUActivation` does, tied head), trained by the same `train_lm`.
+
+Timing: each measurement trains for at least `--seconds` of process CPU time (>= 3 steps, after warm-up steps)
+and records wall time and process CPU time; tokens/s is computed from CPU time (with OMP_NUM_THREADS=1 that is
+the per-core rate, robust to other processes sharing the cores; wall time is printed next to it). The matmul
+peak is measured the same way (sustained for `--seconds` of CPU time, not a best-of-3 burst) on fp32 and bf16
+square products, once per round, between the training measurements; % peak is achieved FLOP/s (exact per-token
+count, `GPT.flops_per_token`: causal attention and unembedding included) over the fp32 peak (fp32 rows) or
+the bf16 peak (bf16 rows). `os.getloadavg()` is recorded before and after. Results: printed, and written as
+JSON to `--out` (default /tmp/lossbook-benchmarks/lm_throughput.json; outputs do not go in the repo).
+Targets (issue 16): >= 50% of fp32 peak for d <= 128, >= 1.3x the GPT-2 reference.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from lossbook import REPO_ROOT
-from lossbook.models.gpt import GPT, GPTConfig
-from lossbook.optim import make_optimizer
-from lossbook.train.lm import lm_loss
-
-
-def matmul_peak(threads: int, sizes=(256, 512, 1024, 2048), reps: int = 5) -> float:
-    """Best measured fp32 GEMM FLOP/s (2·n³ per n×n product) over `sizes`."""
-    torch.set_num_threads(threads)
-    best = 0.0
-    for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        torch.mm(a, b)
-        ts = []
-        for _ in range(reps):
-            t = time.perf_counter()
-            torch.mm(a, b)
-            ts.append(time.perf_counter() - t)
-        best = max(best, 2 * n**3 / min(ts))
-    return best
+from lossbook.models.gpt import GPT, GPTConfig, StackedGPT
+from lossbook.train.lm import train_lm, train_lm_stacked
 
 
-class TorchRef(nn.Module):
-    """Causal nn.TransformerEncoder LM of the same shape (pre-LN, GELU, tied head)."""
+class GPT2Ref(nn.Module):
+    """GPT2LMHeadModel's eager forward, re-implemented (transformers is not installed here): wte + wpe, per block
+    ln_1 → c_attn (addmm, bias) → SDPA causal → c_proj, ln_2 → c_fc → gelu_new (tensor-op tanh formula) → c_proj,
+    ln_f, tied lm_head. Biases everywhere, as GPT-2."""
 
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
-        self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.pos = nn.Embedding(cfg.block_size, cfg.d_model)
-        layer = nn.TransformerEncoderLayer(cfg.d_model, cfg.n_head, cfg.d_ff, 0.0, activation="gelu", batch_first=True, norm_first=True)
-        self.enc = nn.TransformerEncoder(layer, cfg.n_layer, enable_nested_tensor=False)
-        self.ln = nn.LayerNorm(cfg.d_model)
-        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        self.head.weight = self.tok.weight
+        d, ff = cfg.d_model, cfg.d_ff
+        self.cfg = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, d)
+        self.wpe = nn.Embedding(cfg.block_size, d)
+        self.blocks = nn.ModuleList()
+        for _ in range(cfg.n_layer):
+            self.blocks.append(nn.ModuleDict({"ln_1": nn.LayerNorm(d), "c_attn": nn.Linear(d, 3 * d), "c_proj": nn.Linear(d, d),
+                                              "ln_2": nn.LayerNorm(d), "c_fc": nn.Linear(d, ff), "mlp_proj": nn.Linear(ff, d)}))
+        self.ln_f = nn.LayerNorm(d)
+        for p in self.parameters():
+            if p.dim() >= 2:
+                nn.init.normal_(p, std=0.02)
+
+    @staticmethod
+    def gelu_new(x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        T = idx.shape[1]
-        mask = nn.Transformer.generate_square_subsequent_mask(T)
-        x = self.tok(idx) + self.pos(torch.arange(T))
-        return self.head(self.ln(self.enc(x, mask=mask, is_causal=True)))
+        B, T = idx.shape
+        d, h = self.cfg.d_model, self.cfg.n_head
+        x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))
+        for b in self.blocks:
+            q, k, v = b["c_attn"](b["ln_1"](x)).split(d, dim=2)
+            q, k, v = (t.view(B, T, h, d // h).transpose(1, 2) for t in (q, k, v))
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, d)
+            x = x + b["c_proj"](y)
+            x = x + b["mlp_proj"](self.gelu_new(b["c_fc"](b["ln_2"](x))))
+        return self.ln_f(x) @ self.wte.weight.T
 
 
 def build_reference(cfg: GPTConfig) -> tuple[nn.Module, str]:
     try:
         from transformers import GPT2Config, GPT2LMHeadModel
     except ImportError:
-        return TorchRef(cfg), "torch.nn.TransformerEncoder (causal)"
+        return GPT2Ref(cfg), "GPT2Ref (transformers not importable: a re-implementation of GPT2LMHeadModel's eager ops)"
     hf = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.block_size, n_embd=cfg.d_model, n_layer=cfg.n_layer, n_head=cfg.n_head,
-                    n_inner=cfg.d_ff, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, activation_function="gelu_new", tie_word_embeddings=True, bos_token_id=0, eos_token_id=0)
+                    n_inner=cfg.d_ff, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, activation_function="gelu_new", tie_word_embeddings=True)
     m = GPT2LMHeadModel(hf)
 
     class Wrap(nn.Module):
@@ -85,93 +103,150 @@ def build_reference(cfg: GPTConfig) -> tuple[nn.Module, str]:
         def forward(self, idx: torch.Tensor) -> torch.Tensor:
             return self.m(input_ids=idx, use_cache=False).logits
 
-    impl = getattr(m.config, "_attn_implementation", "?")
-    return Wrap(m), f"transformers.GPT2LMHeadModel (attn={impl})"
+    return Wrap(m), f"transformers.GPT2LMHeadModel (attn={getattr(m.config, '_attn_implementation', '?')})"
 
 
-def time_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
-    """Seconds per training step (mean over `steps`, after one warm-up step)."""
-    opt = make_optimizer(model, "adamw", 1e-4, weight_decay=0.1, betas=(0.9, 0.95), decay_matrices_only=True)
-
-    def step() -> None:
-        loss = lm_loss(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-
-    step()
-    t = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - t) / steps
+def sustained(run: Callable[[int], None], seconds: float, warmup: int = 1, min_steps: int = 3) -> dict[str, float]:
+    """Call `run(n)` (n steps) until `seconds` of process CPU time have passed, after `warmup` steps;
+    {"steps", "cpu_s", "wall_s", "warmup_cpu_s", "warmup_wall_s"} (the warm-up holds a compile, if any)."""
+    c0, w0 = time.process_time(), time.perf_counter()
+    run(warmup)
+    warm = {"warmup_cpu_s": time.process_time() - c0, "warmup_wall_s": time.perf_counter() - w0}
+    c0, w0, n = time.process_time(), time.perf_counter(), 0
+    while n < min_steps or time.process_time() - c0 < seconds:
+        spent = time.process_time() - c0
+        per_step = spent / n if n else float("inf")
+        chunk = 1 if n == 0 else int(min(64, max(1, (seconds - spent) / per_step, min_steps - n)))
+        run(chunk)
+        n += chunk
+    return {"steps": n, "cpu_s": time.process_time() - c0, "wall_s": time.perf_counter() - w0, **warm}
 
 
-def main() -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--d-model", type=int, default=256)
-    ap.add_argument("--n-layer", type=int, default=4)
-    ap.add_argument("--n-head", type=int, default=4)
-    ap.add_argument("--vocab", type=int, default=256)
-    ap.add_argument("--block", type=int, default=128)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=5, help="timed steps per round")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--compile", action="store_true", help="also time torch.compile'd versions of both")
-    ap.add_argument("--out", default=str(REPO_ROOT / "runs" / "benchmarks" / "lm_throughput.json"))
-    a = ap.parse_args()
-    torch.set_num_threads(a.threads)
+def matmul_peak(dtype: torch.dtype, seconds: float, n: int = 1024) -> dict[str, float]:
+    """Sustained n×n×n GEMM FLOP/s (2n³ each) over `seconds` of CPU time: {"cpu_flops", "wall_flops"}."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    r = sustained(lambda k: [a @ b for _ in range(k)], seconds)
+    return {"cpu_flops": 2 * n**3 * r["steps"] / r["cpu_s"], "wall_flops": 2 * n**3 * r["steps"] / r["wall_s"]}
+
+
+def batch_fn(k: int, batch: int, block: int, vocab: int) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
+    """Fixed random tokens ([k, B, T], or [B, T] when k == 0): the step's cost does not depend on their values."""
+    g = torch.Generator().manual_seed(0)
+    shape = (k, batch, block) if k else (batch, block)
+    x, y = torch.randint(0, vocab, shape, generator=g), torch.randint(0, vocab, shape, generator=g)
+    return lambda step: (x, y)
+
+
+def measure(kind: str, cfg: GPTConfig, k: int, mode: str, a: argparse.Namespace) -> dict[str, Any]:
+    """One row: train `kind` ("one/default", "one/fast", "one/compiled", "stack", "ref") and time it; per-model
+    tokens counted. "one/compiled" is "one/fast" with the model wrapped once in `torch.compile` (default
+    inductor backend); its compile lands in the warm-up step, reported as warmup_wall_s."""
     torch.manual_seed(0)
-    cfg = GPTConfig(vocab_size=a.vocab, block_size=a.block, n_layer=a.n_layer, n_head=a.n_head, d_model=a.d_model)
-    ours = GPT(cfg)
-    ref, ref_name = build_reference(cfg)
-    x = torch.randint(0, a.vocab, (a.batch, a.block))
-    y = torch.randint(0, a.vocab, (a.batch, a.block))
-    models = {"ours": ours, "reference": ref}
-    if a.compile:
-        models["ours_compiled"] = torch.compile(GPT(cfg))
-        models["reference_compiled"] = torch.compile(build_reference(cfg)[0])
-    times: dict[str, list[float]] = {k: [] for k in models}
-    peaks: list[float] = []
-    for _ in range(a.rounds):  # peak measured inside every round: the same machine load for all three
-        peaks.append(matmul_peak(a.threads, sizes=(512, 1024, 2048), reps=3))
-        for k, m in models.items():
-            times[k].append(time_steps(m, x, y, a.steps))
-    tokens = a.batch * a.block
-    fpt = ours.flops_per_token(a.block, training=True)
-    peak = max(peaks)
-    res = {
-        "shape": {"d_model": a.d_model, "n_layer": a.n_layer, "n_head": a.n_head, "vocab": a.vocab, "block": a.block, "batch": a.batch},
-        "threads": a.threads,
-        "reference": ref_name,
-        "params_non_embedding": ours.num_params(),
-        "params_ref_total": sum(p.numel() for p in ref.parameters()),
-        "flops_per_token_train": fpt,
-        "matmul_peak_flops": peak,
-        "matmul_peak_per_round": peaks,
-        "step_seconds_per_round": times,
-        "load_avg": os.getloadavg(),
-        "torch": torch.__version__,
-    }
-    for k, ts in times.items():
-        med = statistics.median(ts)
-        res[f"{k}_tokens_per_s"] = tokens / med
-        res[f"{k}_flops_per_s"] = tokens / med * fpt
-        res[f"{k}_frac_of_peak"] = tokens / med * fpt / peak
-        res[f"{k}_frac_of_round_peak_median"] = statistics.median(tokens / t * fpt / p for t, p in zip(ts, peaks))
-    res["ratio_ours_vs_reference"] = res["ours_tokens_per_s"] / res["reference_tokens_per_s"]
-    if a.compile:
-        res["ratio_compiled"] = res["ours_compiled_tokens_per_s"] / res["reference_compiled_tokens_per_s"]
+    kw = dict(lr=1e-3, schedule="constant", dtype=mode, progress=False, log_every=10**9)
+    if kind == "stack":
+        model = StackedGPT.from_models([GPT(cfg, gelu="exact", attn_fp32=True) for _ in range(k)])
+        gb = batch_fn(k, a.batch, a.block, cfg.vocab_size)
+
+        def run(n: int) -> None:
+            train_lm_stacked(model, gb, steps=n, fused=True, **kw)
+    else:
+        fast = kind in ("one/fast", "one/compiled")
+        model = build_reference(cfg)[0] if kind == "ref" else GPT(cfg, gelu="exact" if fast else "tanh", attn_fp32=fast)
+        if kind == "one/compiled":
+            torch._dynamo.reset()
+            model = torch.compile(model)
+        gb = batch_fn(0, a.batch, a.block, cfg.vocab_size)
+
+        def run(n: int) -> None:
+            train_lm(model, gb, steps=n, fused=fast, **kw)
+
+    r = sustained(run, a.seconds)
+    with torch.device("meta"):
+        fpt = GPT(cfg).flops_per_token(a.block, training=True)
+    tokens = r["steps"] * a.batch * a.block * (k if kind == "stack" else 1)
+    return {"kind": kind, "k": k, "d": cfg.d_model, "mode": mode, **r, "tokens": tokens, "tokens_per_cpu_s": tokens / r["cpu_s"],
+            "tokens_per_wall_s": tokens / r["wall_s"], "flops_per_cpu_s": tokens * fpt / r["cpu_s"]}
+
+
+def median_row(rows: list[dict[str, Any]], kind: str, k: int, d: int, mode: str) -> dict[str, Any]:
+    """The round whose tokens/CPU-s is the median of the matching rows (the lower middle one for an even count)."""
+    sel = sorted((r for r in rows if r["kind"] == kind and r["k"] == k and r["d"] == d and r["mode"] == mode), key=lambda r: r["tokens_per_cpu_s"])
+    return sel[(len(sel) - 1) // 2]
+
+
+def main() -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--ks", default="1,4,16", help="stack sizes K (K = 1 is the one-at-a-time rows)")
+    ap.add_argument("--ds", default="32,64,128", help="widths d_model")
+    ap.add_argument("--modes", default="float32,bfloat16")
+    ap.add_argument("--n-layer", type=int, default=2)
+    ap.add_argument("--head-dim", type=int, default=16, help="n_head = d_model / head_dim")
+    ap.add_argument("--vocab", type=int, default=128)
+    ap.add_argument("--block", type=int, default=32, help="the scaling notebooks' default block_size")
+    ap.add_argument("--batch", type=int, default=32, help="sequences per model per step (the notebooks' default)")
+    ap.add_argument("--seconds", type=float, default=2.0, help="CPU seconds per measurement")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat the whole grid; the median round is reported")
+    ap.add_argument("--compile", action="store_true", help="also time one/fast under torch.compile (compile time reported)")
+    ap.add_argument("--out", default="/tmp/lossbook-benchmarks/lm_throughput.json")
+    a = ap.parse_args()
+    ks = [int(v) for v in a.ks.split(",")]
+    ds = [int(v) for v in a.ds.split(",")]
+    modes = a.modes.split(",")
+    threads = torch.get_num_threads()
+    load_before = os.getloadavg()
+    rows: list[dict[str, Any]] = []
+    peaks: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+    ref_name = build_reference(GPTConfig(vocab_size=8, d_model=16, n_head=1))[1]
+    for rnd in range(a.rounds):
+        for mode in modes:
+            peaks[mode].append(matmul_peak(torch.float32 if mode == "float32" else torch.bfloat16, a.seconds))
+            for d in ds:
+                cfg = GPTConfig(vocab_size=a.vocab, block_size=a.block, n_layer=a.n_layer, n_head=max(d // a.head_dim, 1), d_model=d)
+                kinds = [("one/default", 1), ("one/fast", 1)] + [("one/compiled", 1)] * a.compile + [("ref", 1)] + [("stack", k) for k in ks if k > 1]
+                for kind, k in kinds:
+                    row = measure(kind, cfg, k, mode, a)
+                    row["round"] = rnd
+                    rows.append(row)
+                    print(f"  round {rnd} {mode:8s} d={d:4d} {kind:11s} K={k:3d}: {row['tokens_per_cpu_s']:9.0f} tok/cpu-s "
+                          f"({row['tokens_per_wall_s']:9.0f} tok/wall-s, {row['flops_per_cpu_s'] / 1e9:5.1f} GFLOP/cpu-s)", flush=True)
+    peak = {m: statistics.median(p["cpu_flops"] for p in peaks[m]) for m in modes}
+    table = []
+    today = {d: median_row(rows, "one/default", 1, d, "float32")["tokens_per_cpu_s"] for d in ds} if "float32" in modes else {}
+    for mode in modes:
+        for d in ds:
+            def med(kind: str, k: int = 1, d: int = d, mode: str = mode) -> dict[str, Any]:
+                return median_row(rows, kind, k, d, mode)
+
+            base, fast, ref = med("one/default"), med("one/fast"), med("ref")
+            entries = [("one/default", 1, base), ("one/fast", 1, fast)] + [("one/compiled", 1, med("one/compiled"))] * a.compile
+            entries += [("ref/gpt2", 1, ref)] + [("stack", k, med("stack", k)) for k in ks if k > 1]
+            for name, k, r in entries:
+                table.append({"mode": mode, "d": d, "rows": name, "K": k, "tokens_per_cpu_s": r["tokens_per_cpu_s"], "tokens_per_wall_s": r["tokens_per_wall_s"],
+                              "cpu_s": r["cpu_s"], "wall_s": r["wall_s"], "warmup_wall_s": r["warmup_wall_s"], "pct_peak": 100 * r["flops_per_cpu_s"] / peak[mode],
+                              "pct_fp32_peak": 100 * r["flops_per_cpu_s"] / peak.get("float32", float("nan")),
+                              "x_default": r["tokens_per_cpu_s"] / base["tokens_per_cpu_s"], "x_ref": r["tokens_per_cpu_s"] / ref["tokens_per_cpu_s"],
+                              "x_fp32_default": r["tokens_per_cpu_s"] / today[d] if d in today else float("nan")})
+    res = {"shape": {"n_layer": a.n_layer, "head_dim": a.head_dim, "vocab": a.vocab, "block": a.block, "batch_per_model": a.batch},
+           "threads": threads, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "reference": ref_name, "seconds": a.seconds, "rounds": a.rounds,
+           "matmul_peak_cpu_flops": peak, "matmul_peaks": peaks, "load_before": load_before, "load_after": os.getloadavg(),
+           "torch": torch.__version__, "table": table, "rows": rows}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=1))
-    print(f"shape {res['shape']}, {a.threads} threads, load {res['load_avg']}")
-    print(f"reference: {ref_name}")
-    for k in times:
-        print(f"{k:>20s}: {res[f'{k}_tokens_per_s']:10.0f} tok/s  {res[f'{k}_flops_per_s'] / 1e9:7.2f} GFLOP/s  {100 * res[f'{k}_frac_of_peak']:5.1f}% of best peak, "
-              f"{100 * res[f'{k}_frac_of_round_peak_median']:5.1f}% of same-round peak (median)")
-    print(f"matmul peak per round {[round(p / 1e9, 1) for p in peaks]} GFLOP/s; ours/reference = {res['ratio_ours_vs_reference']:.2f}x "
-          f"(target >= 1.2x); ours at {100 * res['ours_frac_of_peak']:.0f}% of peak (target >= 50%)")
+    print(f"\nshape {res['shape']}, {threads} thread(s), load {load_before} -> {res['load_after']}; reference: {ref_name}")
+    print("sustained matmul peak (1024^3, CPU time): " + ", ".join(f"{m} {p / 1e9:.0f} GFLOP/s" for m, p in peak.items()))
+    print("x default: over the same mode's one/default row; x fp32 def: over today's path (fp32 one/default); x ref: over the GPT-2 reference")
+    print(f"{'mode':8s} {'d':>4s} {'rows':12s} {'K':>3s} {'tok/cpu-s':>10s} {'tok/wall-s':>10s} {'%peak':>6s} {'%fp32pk':>7s} {'x default':>9s} "
+          f"{'x fp32 def':>10s} {'x ref':>6s}")
+    for t in table:
+        print(f"{t['mode']:8s} {t['d']:4d} {t['rows']:12s} {t['K']:3d} {t['tokens_per_cpu_s']:10.0f} {t['tokens_per_wall_s']:10.0f} {t['pct_peak']:6.1f} "
+              f"{t['pct_fp32_peak']:7.1f} {t['x_default']:9.2f} {t['x_fp32_default']:10.2f} {t['x_ref']:6.2f}")
+    for t in table:
+        if t["rows"] == "one/compiled":
+            fast = next(u for u in table if u["mode"] == t["mode"] and u["d"] == t["d"] and u["rows"] == "one/fast")
+            gain = 1 / fast["tokens_per_cpu_s"] - 1 / t["tokens_per_cpu_s"]  # CPU-s saved per token
+            payback = t["warmup_wall_s"] / gain if gain > 0 else float("inf")
+            print(f"compile {t['mode']} d={t['d']}: {t['warmup_wall_s']:.0f} s wall for the first step, {t['tokens_per_cpu_s'] / fast['tokens_per_cpu_s']:.2f}x "
+                  f"one/fast after it; pays back after {payback:.3g} tokens")
     return res
 
 

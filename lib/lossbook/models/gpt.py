@@ -15,6 +15,11 @@ when `bias=True`), so `num_params()` = n_layer·(4d² + 2·d·d_ff + 2d [+ biase
 
 FLOP counting (`flops_per_token`) is exact for the matmuls, including attention scores and the
 unembedding (not only 6N): see that method's docstring.
+
+`StackedGPT` holds K same-shape GPTs as stacked weights (one `bmm` per Linear over the model axis) so that
+replicates, seeds or an LR sweep of one shape train as one module (`train.lm.train_lm_stacked`); it computes
+what the K separate GPTs compute (tested). It pays where the per-model step is small enough that per-op
+overhead dominates (see `benchmarks/lm_throughput.py` for the measured ratios).
 """
 
 from __future__ import annotations
@@ -51,9 +56,19 @@ class GPTConfig:
             raise ValueError(f"bad GPTConfig: {self}")
 
 
+def attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float, fp32: bool) -> Tensor:
+    """Causal SDPA of [.., h, T, hd] heads. `fp32` (under autocast only): run the kernel in float32 — on CPU the
+    bf16 flash-attention backward is ~10x slower than the fp32 one (measured, `benchmarks/lm_throughput.py`)."""
+    if fp32 and torch.is_autocast_enabled(q.device.type):
+        with torch.autocast(q.device.type, enabled=False):
+            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), dropout_p=dropout_p, is_causal=True)
+    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+
+
 class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: GPTConfig) -> None:
+    def __init__(self, cfg: GPTConfig, attn_fp32: bool = False) -> None:
         super().__init__()
+        self.attn_fp32 = attn_fp32
         self.n_head, self.d_model, self.dropout = cfg.n_head, cfg.d_model, cfg.dropout
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
@@ -66,31 +81,46 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, h, C // h).transpose(1, 2)
         k = k.view(B, T, h, C // h).transpose(1, 2)
         v = v.view(B, T, h, C // h).transpose(1, 2)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+        if self.attn_fp32:
+            y = attention(q, k, v, self.dropout if self.training else 0.0, True)
+        else:  # today's call, unchanged
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
         y = y.transpose(1, 2).reshape(B, T, C)
         return self.resid_drop(self.proj(y))
 
 
+GELUS = ("tanh", "exact")
+"""The MLP's GELU forms: "tanh" (GPT-2's approximation 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), the
+default) or "exact" (x·Φ(x) with the erf; Hendrycks & Gimpel 2016). They differ by < 1e-3 per activation."""
+
+
+def _check_gelu(gelu: str) -> str:
+    if gelu not in GELUS:
+        raise ValueError(f"gelu must be one of {GELUS}, got {gelu!r}")
+    return "none" if gelu == "exact" else "tanh"
+
+
 class MLP(nn.Module):
-    def __init__(self, cfg: GPTConfig) -> None:
+    def __init__(self, cfg: GPTConfig, gelu: str = "tanh") -> None:
         super().__init__()
+        self.approximate = _check_gelu(gelu)
         self.fc = nn.Linear(cfg.d_model, cfg.d_ff, bias=cfg.bias)
         self.proj = nn.Linear(cfg.d_ff, cfg.d_model, bias=cfg.bias)
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.proj(F.gelu(self.fc(x), approximate="tanh")))
+        return self.drop(self.proj(F.gelu(self.fc(x), approximate=self.approximate)))
 
 
 class Block(nn.Module):
     """Pre-LN transformer block: x + attn(LN(x)), then x + mlp(LN(x))."""
 
-    def __init__(self, cfg: GPTConfig) -> None:
+    def __init__(self, cfg: GPTConfig, gelu: str = "tanh", attn_fp32: bool = False) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
-        self.attn = CausalSelfAttention(cfg)
+        self.attn = CausalSelfAttention(cfg, attn_fp32)
         self.ln2 = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
-        self.mlp = MLP(cfg)
+        self.mlp = MLP(cfg, gelu)
 
     def forward(self, x: Tensor) -> Tensor:
         x = x + self.attn(self.ln1(x))
@@ -101,16 +131,22 @@ class GPT(nn.Module):
     """Decoder-only transformer LM. `forward(idx) -> logits [B, T, V]`, or `(logits, hidden [B, T, d])`.
 
     Init as GPT-2 / nanoGPT: N(0, 0.02) for weights, residual output projections scaled by 1/sqrt(2·n_layer),
-    zero biases, LayerNorm gains 1.
+    zero biases, LayerNorm gains 1. `gelu` ("tanh", GPT-2's form and the default, or "exact", the erf form:
+    its forward + backward costs 1/1.6–1/2.9 of the tanh form's on this CPU build) is a constructor argument,
+    not a `GPTConfig` field, so configs (and the cache keys hashed from them, e.g. the alignment checkpoints')
+    are unchanged; the same seed gives the same initial weights for either form. `attn_fp32=True` runs the
+    attention kernel in float32 under autocast (no effect without autocast; see `attention`); default off.
     """
 
-    def __init__(self, cfg: GPTConfig) -> None:
+    def __init__(self, cfg: GPTConfig, *, gelu: str = "tanh", attn_fp32: bool = False) -> None:
         super().__init__()
+        _check_gelu(gelu)
         self.cfg = cfg
+        self.gelu, self.attn_fp32 = gelu, attn_fp32
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.pos_emb = nn.Embedding(cfg.block_size, cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
+        self.blocks = nn.ModuleList([Block(cfg, gelu, attn_fp32) for _ in range(cfg.n_layer)])
         self.ln_f = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         if cfg.tie_weights:
@@ -194,3 +230,143 @@ def count_params_by_hand(cfg: GPTConfig) -> dict[str, int]:
         non_emb += L * (3 * d + d + ff + d + 2 * d) + d
     emb = V * d + T * d + (0 if cfg.tie_weights else V * d)
     return {"non_embedding": non_emb, "embedding": emb, "total": non_emb + emb}
+
+
+class StackedGPT(nn.Module):
+    """K same-shape GPTs evaluated as one module: every Linear is a batched matmul over a leading model axis.
+
+    Model k computes what `GPT` computes with its own weights: the token ids `idx[k]` [B, T] go through
+    embedding + positions, pre-LN blocks (fused QKV, causal SDPA over the K·B sequences, GELU MLP) and the final
+    LayerNorm to logits `h_k W_head,kᵀ`. Linear weights are stored transposed, [K, d_in, d_out], so each product
+    is one `torch.bmm` (`baddbmm` with biases). The models share no parameter, so the gradient of Σ_k L_k in
+    model k's slice is ∇L_k alone, and an elementwise optimizer (AdamW) updates each slice as it would update
+    model k trained by itself (equal up to floating-point summation order; tested).
+
+    `forward(idx [K, B, T]) -> logits [K, B, T, V]` (`return_hidden=True`: also the final-LN output
+    [K, B, T, d]). Build one from freshly initialised (or trained) GPTs with `from_models` (weights are copied),
+    and read model k back with `state_dict_of(k)` (the keys of `GPT.state_dict()`) or `to_models()`.
+    Dropout masks come from torch's global generator: with dropout > 0 a stacked run matches K separate runs
+    in distribution, not draw for draw.
+    """
+
+    def __init__(self, cfg: GPTConfig, k: int, *, gelu: str = "tanh", attn_fp32: bool = False) -> None:
+        super().__init__()
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        self.approximate = _check_gelu(gelu)
+        self.cfg, self.k, self.gelu, self.attn_fp32 = cfg, k, gelu, attn_fp32
+        with torch.device("meta"):
+            shapes = {n: p.shape for n, p in GPT(cfg).named_parameters()}  # de-duplicates the tied head
+        self._keys = list(shapes)
+        self.params = nn.ParameterDict(
+            {self._slot(n): nn.Parameter(torch.zeros(k, *(s[::-1] if self._is_linear(n) else s))) for n, s in shapes.items()}
+        )
+        self.register_buffer("_offsets", (torch.arange(k) * cfg.vocab_size).view(k, 1, 1), persistent=False)
+        with torch.device("meta"):
+            ref = GPT(cfg)
+        self._n_params = (ref.num_params(True), ref.num_params(False))
+
+    @staticmethod
+    def _slot(name: str) -> str:
+        return name.replace(".", "__")
+
+    @staticmethod
+    def _is_linear(name: str) -> bool:
+        """Stored transposed ([K, d_in, d_out]): every Linear weight except the tied/untied head's (kept [K, V, d])."""
+        return name.endswith("weight") and (".qkv." in name or ".proj." in name or ".fc." in name)
+
+    def p(self, name: str) -> Tensor:
+        """The stacked parameter for `GPT` parameter `name` (Linear weights transposed: [K, d_in, d_out])."""
+        return self.params[self._slot(name)]
+
+    def matrices(self) -> list[nn.Parameter]:
+        """The stacked parameters that are matrices per model (weights, embeddings): AdamW decays these only."""
+        return [self.p(n) for n in self._keys if self.p(n).dim() >= 3]
+
+    def gains(self) -> list[nn.Parameter]:
+        """The stacked LayerNorm gains and biases (vectors per model): not decayed."""
+        return [self.p(n) for n in self._keys if self.p(n).dim() < 3]
+
+    def _linear(self, x: Tensor, name: str) -> Tensor:
+        w = self.p(f"{name}.weight")
+        b = f"{name}.bias"
+        if self._slot(b) in self.params:
+            return torch.baddbmm(self.p(b).unsqueeze(1), x, w)
+        return torch.bmm(x, w)
+
+    def _ln(self, x: Tensor, name: str) -> Tensor:
+        y = F.layer_norm(x, (self.cfg.d_model,)) * self.p(f"{name}.weight").unsqueeze(1)
+        b = f"{name}.bias"
+        return y + self.p(b).unsqueeze(1) if self._slot(b) in self.params else y
+
+    def forward(self, idx: Tensor, return_hidden: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Logits [K, B, T, V] for token ids `idx` [K, B, T]; with `return_hidden`, also the final-LN output."""
+        c = self.cfg
+        K, B, T = idx.shape
+        if K != self.k:
+            raise ValueError(f"idx has {K} models on its leading axis, the stack has {self.k}")
+        if T > c.block_size:
+            raise ValueError(f"sequence length {T} exceeds block_size={c.block_size}; crop the input or raise block_size.")
+        d, h, V = c.d_model, c.n_head, c.vocab_size
+        tok = self.p("tok_emb.weight")
+        x = F.embedding(idx + self._offsets, tok.reshape(K * V, d)).view(K, B * T, d)
+        x = (x.view(K, B, T, d) + self.p("pos_emb.weight")[:, :T].unsqueeze(1)).view(K, B * T, d)
+        drop = (lambda t: F.dropout(t, c.dropout, self.training)) if c.dropout > 0 else (lambda t: t)
+        x = drop(x)
+        for i in range(c.n_layer):
+            pre = f"blocks.{i}"
+            q, k_, v = self._linear(self._ln(x, f"{pre}.ln1"), f"{pre}.attn.qkv").split(d, dim=2)
+            q, k_, v = (t.reshape(K * B, T, h, d // h).transpose(1, 2) for t in (q, k_, v))
+            y = attention(q, k_, v, c.dropout if self.training else 0.0, self.attn_fp32)
+            y = y.transpose(1, 2).reshape(K, B * T, d)
+            x = x + drop(self._linear(y, f"{pre}.attn.proj"))
+            hdn = F.gelu(self._linear(self._ln(x, f"{pre}.ln2"), f"{pre}.mlp.fc"), approximate=self.approximate)
+            x = x + drop(self._linear(hdn, f"{pre}.mlp.proj"))
+        hidden = self._ln(x, "ln_f")
+        head = self.p("tok_emb.weight" if c.tie_weights else "lm_head.weight")
+        logits = torch.bmm(hidden, head.transpose(1, 2)).view(K, B, T, V)
+        hidden = hidden.view(K, B, T, d)
+        return (logits, hidden) if return_hidden else logits
+
+    @classmethod
+    def from_models(cls, models: list[GPT]) -> StackedGPT:
+        """Stack GPTs of one config, GELU form and `attn_fp32`; weights are copied, not shared."""
+        m0 = models[0]
+        if any(m.cfg != m0.cfg or m.gelu != m0.gelu or m.attn_fp32 != m0.attn_fp32 for m in models):
+            raise ValueError("StackedGPT stacks GPTs of one GPTConfig, one gelu form and one attn_fp32")
+        out = cls(m0.cfg, len(models), gelu=m0.gelu, attn_fp32=m0.attn_fp32)
+        with torch.no_grad():
+            for n in out._keys:
+                t = out.p(n)
+                for j, m in enumerate(models):
+                    v = m.get_parameter(n).detach()
+                    t[j] = v.t() if cls._is_linear(n) else v
+        return out.to(m0.tok_emb.weight.device)
+
+    def state_dict_of(self, j: int) -> dict[str, Tensor]:
+        """Model j's weights (CPU copies) under the keys of `GPT.state_dict()` (the tied head included)."""
+        sd: dict[str, Tensor] = {}
+        with torch.no_grad():
+            for n in self._keys:
+                v = self.p(n)[j]
+                sd[n] = (v.t() if self._is_linear(n) else v).detach().cpu().clone().contiguous()
+            if self.cfg.tie_weights:
+                sd["lm_head.weight"] = sd["tok_emb.weight"]
+        return sd
+
+    def to_models(self) -> list[GPT]:
+        """The K models as separate `GPT`s on CPU (weights copied)."""
+        out = []
+        for j in range(self.k):
+            m = GPT(self.cfg, gelu=self.gelu, attn_fp32=self.attn_fp32)
+            m.load_state_dict(self.state_dict_of(j))
+            out.append(m)
+        return out
+
+    def flops_per_token(self, seq_len: int | None = None, training: bool = True, causal: bool = True) -> float:
+        """Per model and token: `GPT.flops_per_token` (the stack does K times this per token position)."""
+        return GPT.flops_per_token(self, seq_len, training, causal)  # type: ignore[arg-type]  # reads self.cfg only
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Per model: `GPT.num_params`."""
+        return self._n_params[0 if non_embedding else 1]
