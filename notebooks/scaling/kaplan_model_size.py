@@ -3,171 +3,291 @@
 # **Paper:** Kaplan, McCandlish, Henighan, Brown, Chess, Child, Gray, Radford, Wu, Amodei (2020), "Scaling Laws for Neural Language Models", arXiv:2001.08361.
 # **Claim:** with ample data, test loss follows L(N) = (N_c/N)^α_N with α_N ≈ 0.076 over many decades of non-embedding parameters N, and counting non-embedding (rather than total) parameters collapses models of different depths onto one curve.
 #
-# Kaplan et al. trained decoder-only transformers from 768 to 1.5B non-embedding parameters on WebText2 and
-# found test loss a power law in N (their Fig. 1, eq. 1.1: α_N = 0.076, N_c = 8.8e13), with depth and width
-# mattering little at fixed N — provided embedding parameters are left out of N (Fig. 6). Here we train
-# tiny GPTs (about 10^3–2·10^5 non-embedding parameters) on a synthetic Markov language whose entropy rate H is
-# known exactly, so we fit the form with an irreducible term, L(N) = E + A·N^−α, and check the fitted E against H.
-# Every model sees the same number of fresh tokens (no repetition, but not to convergence: see Discussion).
+# Kaplan et al. trained decoder-only transformers from 768 to 1.5B non-embedding parameters on WebText2, each
+# to near convergence, and found test loss a power law in N (their Fig. 1, eq. 1.1: α_N = 0.076,
+# N_c = 8.8e13), with depth and width mattering little at fixed N, provided embedding parameters are left
+# out of N (Fig. 6).
+#
+# **The source.** A power law in N needs a language whose knowledge is spread over many pieces of decreasing
+# frequency and has to be stored in the non-embedding weights. A first-order Markov table cannot do this: it
+# sits in the token embedding and unembedding, and a width-d model is exact near d ≈ V. Here the language is
+# `lossbook.scaling.task_language.TaskLanguage`, the "quantization model" of Michaud et al. (2023): episodes
+# `c₁ c₂ x y`, where a task t drawn from a Zipf prior p_t ∝ (t+1)^−s is spelled by two tokens of a 32-token
+# code alphabet, x is uniform over 16 symbols and y = f_t(x) (task t's own random map) with probability
+# 1 − ε. No single token's embedding can hold a task's map, so predicting y needs attention and MLP weights:
+# non-embedding N. The entropy rate is exact, and so is the loss of an oracle that knows the n most frequent
+# tasks. Its excess over H falls like n^−(s−1), the power law the source implies if a model's capacity buys
+# tasks at a fixed cost each.
+#
+# **Protocol, fixed before the run** (`lossbook.replicate`):
+# * **Replicates.** Each seed in `seeds` is one independent replicate: its own codes and task maps (a fresh
+#   world of the same law), its own training stream and validation set, and its own model initialisations.
+#   Every (depth, width) model is trained once per replicate; each claim's statistic is computed once per replicate.
+# * **Near convergence.** Every model sees the same `steps × batch × block` fresh tokens (cosine schedule over
+#   the run), several million at N ≈ 5·10⁴. Guard **converged**: the largest model of the first replicate is
+#   re-trained with `budget_factors` × the budget; the loss drop from 1× to the largest factor must be
+#   ≤ `converge_tol` of the sweep's loss range (largest vs smallest model). Otherwise the claims are
+#   inconclusive.
+# * **Fits.** L = E + A·N^−α per replicate on all models (summed Huber on log residuals, multi-start with
+#   data-derived starts; `lossbook.scaling.fit`). Guards **not_at_boundary** on every replicate's fit: E
+#   inside (1%, 99%) of the smallest loss and α inside (0.01, 3); **range**: N spans ≥ 1.5 decades.
+# * **Rules.** (1) *power-law shape*: the largest model's loss predicted by a fit to the others is within
+#   20% of its excess loss L − H (95% t-CI of the mean error below 0.2) **and** in every replicate the log
+#   residuals show no linear or quadratic trend in log N (both p > 0.05). (2) *depths collapse*: the residual
+#   spread across depths with total parameters is ≥ 2× the spread with non-embedding N (t-CI of the mean
+#   ratio above 2). (3) *E is the entropy*: the fitted E is within ±0.02 nats of the source's Bayes loss H
+#   (t-CI of the mean E − H inside [−0.02, 0.02]). The fitted α against the source's s − 1 is exploratory.
 
 # %% tags=["parameters"]
-mlflow_run_id = ""
-profile = "interactive"
-seed = 0
-device = "cpu"
+mlflow_run_id = ""  # injected by the runner; empty when run by hand -> the notebook starts its own run
+profile = "interactive"  # injected by the runner (smoke | default | full)
+seeds = [0, 1, 2]  # replicates: each seed draws the codes, task maps, training stream, validation set and inits; in [0, inf)
+device = "cpu"  # "cpu" | "cuda" | "auto"
 threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default; in [0, inf)
-vocab_size = 128  # in [1, inf)
-order = 1
-zipf = 1.2
-mix = [0.2, 0.8]  # in [0, 1]
-widths = [8, 16, 32, 48, 64]  # in [1, inf)
-depths = [1, 2, 4]  # in [1, inf)
-block_size = 32  # in [1, inf)
-batch_size = 32  # in [1, inf)
-steps = 300  # in [1, inf)
-lr = 0.01  # > 0
-warmup = 20  # in [0, inf)
-n_boot = 200  # in [1, inf)
+n_tasks = 1024  # tasks of the language (Zipf-ranked); in [1, inf)
+code_alphabet = 32  # code tokens; a task is spelled by code_len of them (n_tasks <= code_alphabet**code_len); in [1, inf)
+code_len = 2  # code tokens per task; in [1, inf)
+n_symbols = 16  # input/output symbols of every task's map; in [2, inf)
+zipf = 1.5  # task prior p_t ∝ (t+1)^-zipf; the oracle's excess loss falls like n^-(zipf-1); in [0, inf)
+eps = 0.1  # probability that y is uniform instead of f_t(x); in [0, 1]
+widths = [8, 16, 32, 48]  # residual widths d; in [1, inf)
+depths = [1, 2]  # layers; in [1, inf)
+block_size = 16  # context length (a multiple of the episode length code_len + 2); in [1, inf)
+batch_size = 64  # sequences per step; in [1, inf)
+steps = 3072  # optimizer steps per model (tokens = steps·batch·block); in [1, inf)
+lr = 3.0e-3  # AdamW peak learning rate, every model; > 0
+warmup = 150  # linear warmup steps (<= 5% of steps); in [0, inf)
+eval_tokens = 16384  # validation targets per replicate; in [1, inf)
+n_evals = 4  # validation evaluations along each run; in [1, inf)
+budget_factors = [0.5, 2.0]  # converged guard: the largest model of the first replicate re-trained at these multiples of steps; > 0
+converge_tol = 0.1  # guard: loss drop from 1x to the largest factor <= this share of the sweep's loss range; in [0, 1]
+holdout_tol = 0.2  # rule 1: held-out error of the largest model <= this share of its excess loss L - H; in [0, inf)
+trend_p = 0.05  # rule 1: residual slope and curvature in log N must have p > trend_p in every replicate; in [0, 1]
+collapse_ratio = 2.0  # rule 2: spread(total N) / spread(non-embedding N) must exceed this; in [1, inf)
+e_tol = 0.02  # rule 3: |E - H| within this many nats; in [0, inf)
+n_boot = 200  # bootstrap resamples for the CIs of the pooled fit; in [1, inf)
 
 # %%
+import time
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from IPython.display import display
 
-from lossbook import claims, plotting, repro, tracking
+from lossbook import plotting, replicate, repro, tracking
 from lossbook.scaling.analysis import decades, group_residual_spread
-from lossbook.scaling.fit import fit_power_law
-from lossbook.scaling.markov import MarkovSource
-from lossbook.scaling.sweep import run_point
+from lossbook.scaling.fit import fit_guards, fit_power_law, holdout_largest, residual_trend
+from lossbook.scaling.sweep import run_point, task_language
 
 tracking.attach(mlflow_run_id, "kaplan_model_size", globals())
 plotting.setup()
-repro.seed_everything(seed)
 repro.set_threads(threads)
-data_cfg = {"kind": "markov", "vocab_size": vocab_size, "order": order, "zipf": zipf, "mix": list(mix), "seed": seed, "eval_tokens": 8192}
-source = MarkovSource(vocab_size, order, zipf, tuple(mix), seed)
-H = source.entropy_rate()
-h_mc, h_se = source.entropy_mc(100_000, seed=seed)
-print(f"entropy rate H = {H:.4f} nats/token (Monte-Carlo check {h_mc:.4f} ± {h_se:.4f}); log V = {np.log(vocab_size):.4f}")
-tracking.log_metrics({"entropy_rate": H, "entropy_mc": h_mc})
+t_start, c_start = time.time(), time.process_time()
+lang = {"kind": "tasks", "n_tasks": n_tasks, "code_alphabet": code_alphabet, "code_len": code_len, "n_symbols": n_symbols, "zipf": zipf, "eps": eps,
+        "eval_tokens": eval_tokens}
+src0 = task_language({**lang, "seed": seeds[0]})
+H = src0.bayes_loss(block_size)  # the same for every seed (the law is shared; codes and maps differ)
+h_mc, h_se = src0.entropy_mc(200_000, seed=seeds[0])
+n_grid = np.unique(np.geomspace(1, n_tasks, 60).astype(int))
+oracle = src0.oracle_loss(n_grid, block_size)
+print(f"vocab {src0.vocab_size}; entropy rate H = {src0.entropy_rate():.4f} nats/token (Monte-Carlo {h_mc:.4f} ± {h_se:.4f}); "
+      f"Bayes loss of a {block_size}-token window {H:.4f}; knowing no map costs {oracle[0] - H:.4f} nats/token more")
+tracking.log_metrics({"entropy_rate": src0.entropy_rate(), "entropy_mc": h_mc, "bayes_loss": H})
 
 # %% [markdown]
-# ## Sweep: widths × depths, same token budget
-# Each point is cached by its config hash (`runs/cache/scaling_point/`) and logged as a child run.
+# ## Sweep: depths × widths × replicates, the same fresh-token budget for every model
+# Each point is cached by its config hash and logged as a child run (`lossbook.scaling.sweep.run_point`).
 
 # %%
+def point(seed: int, L: int, d: int, n_steps: int) -> dict:
+    cfg = {"data": {**lang, "seed": seed}, "model": {"n_layer": L, "d_model": d, "n_head": max(1, d // 16), "block_size": block_size},
+           "train": {"steps": n_steps, "batch_size": batch_size, "lr": lr, "warmup": min(warmup, n_steps // 20), "seed": seed, "n_evals": n_evals}, "device": device}
+    return run_point(cfg, name=f"kaplan/s{seed}-L{L}-d{d}-steps{n_steps}")
+
+
 rows = []
-for L in depths:
-    for d in tqdm(widths, desc=f"depth {L}"):
-        cfg = {"data": data_cfg, "model": {"n_layer": L, "d_model": d, "n_head": max(1, d // 16), "block_size": block_size},
-               "train": {"steps": steps, "batch_size": batch_size, "lr": lr, "warmup": warmup, "seed": seed, "n_evals": 4}, "device": device}
-        r = run_point(cfg, name=f"kaplan/L{L}-d{d}")
-        rows.append({"depth": L, "width": d, **{k: v for k, v in r.items() if not isinstance(v, dict)}})
+for seed in seeds:
+    for L in depths:
+        for d in widths:
+            r = point(seed, L, d, steps)
+            rows.append({"seed": seed, "depth": L, "width": d, **{k: v for k, v in r.items() if not isinstance(v, dict)}})
+            print(f"seed {seed} L{L} d{d}: N = {r['N']}, val loss {r['val_loss_adj']:.4f}, {r['tokens_per_s']:.0f} tokens/s, {r['wall_s']:.1f}s")
 df = pd.DataFrame(rows)
+df["L"] = df["val_loss_adj"]
 tracking.log_dict(df.to_dict(orient="list"), "sweep.json")
-df[["depth", "width", "N", "N_total", "D", "C", "val_loss", "val_loss_adj", "tokens_per_s", "wall_s"]]
+df[["seed", "depth", "width", "N", "N_total", "D", "L", "tokens_per_s", "wall_s"]]
 
 # %% [markdown]
-# ## Fit L(N) = E + A·N^−α on non-embedding N
-# Summed Huber (δ = 1e-3) on log residuals, multi-start L-BFGS-B with tight tolerances; 95% bootstrap CIs resample
-# whole runs (each run is one point here). We fit the control-variate–adjusted validation loss (same shift for
-# every model; see `lossbook.scaling.sweep`).
+# ## Budget ablation: are the largest models converged?
+# The widest model of each depth (first replicate), re-trained as complete cosine runs of `budget_factors` ×
+# `steps`. The guard reads the largest model overall; the other depth shows whether more tokens move depths apart or together.
 
 # %%
-y = df["val_loss_adj"].to_numpy()
-fit_n = fit_power_law(df["N"], y, n_boot=n_boot, seed=seed)
-spread_non = group_residual_spread(df["N"], y, df["depth"], fit_n)
-spread_tot = group_residual_spread(df["N_total"], y, df["depth"])
-print(f"non-embedding: E={fit_n.E:.4f} CI {fit_n.ci.get('E')}, A={fit_n.A:.3g}, alpha={fit_n.alpha:.4f} CI {fit_n.ci.get('alpha')}, R2={fit_n.r2:.4f}")
-print(f"depth spread of residuals: non-embedding {spread_non['spread']:.4g}, total {spread_tot['spread']:.4g}")
-tracking.log_metrics({"fit/E": fit_n.E, "fit/A": fit_n.A, "fit/alpha": fit_n.alpha, "fit/r2": fit_n.r2, "spread/non_embedding": spread_non["spread"],
-                      "spread/total": spread_tot["spread"], "decades_N": decades(df["N"])})
+g_first = df[df.seed == seeds[0]]
+budget = []
+for L in depths:
+    big_L = g_first[g_first.depth == L].sort_values("N").iloc[-1]
+    budget.append({"depth": L, "width": int(big_L["width"]), "N": big_L["N"], "factor": 1.0, "tokens": big_L["D"], "L": big_L["L"]})
+    for f in budget_factors:
+        r = point(seeds[0], L, int(big_L["width"]), max(int(round(f * steps)), 1))
+        budget.append({"depth": L, "width": int(big_L["width"]), "N": big_L["N"], "factor": f, "tokens": r["D"], "L": r["val_loss_adj"]})
+budget = pd.DataFrame(budget).sort_values(["depth", "factor"]).reset_index(drop=True)
+drop = {L: float(b[b.factor == 1.0]["L"].iloc[0] - b[b.factor == b.factor.max()]["L"].iloc[0]) for L, b in budget.groupby("depth")}
+big = g_first.sort_values("N").iloc[-1]
+span = float(g_first["L"].max() - g_first["L"].min())
+conv_share = drop[int(big["depth"])] / span
+print(f"largest model L{int(big['depth'])}-d{int(big['width'])}: loss {big['L']:.4f} at 1x; drop to {max(budget_factors):g}x = {conv_share:.3f} of the sweep's loss range "
+      f"{span:.4f}; drop per depth (widest model): {({k: round(v, 4) for k, v in drop.items()})}")
+tracking.log_metrics({"budget/conv_share": conv_share})
+budget
 
 # %% [markdown]
-# Diagnostics (not claims): the same law fitted within each depth, and against width alone.
+# ## Fits per replicate: L = E + A·N^−α on non-embedding N
+# Shape tests (`residual_trend`, `holdout_largest`), the spread of depths around one curve with either
+# parameter count (`group_residual_spread`), and, as an ablation for the E claim, the exponent of the excess
+# loss when E is fixed at the source's H (an OLS of log(L − H) on log N).
 
 # %%
-diag = []
-for L, g in df.groupby("depth"):
-    f = fit_power_law(g["N"], g["val_loss_adj"], n_starts=16)
-    diag.append({"fit on": f"depth {L}", "E": f.E, "alpha": f.alpha, "R2": f.r2})
-f_w = fit_power_law(df["width"], y, n_starts=16)
-diag.append({"fit on": "width d (all depths)", "E": f_w.E, "alpha": f_w.alpha, "R2": f_w.r2})
+per_rep, fits = [], {}
+for seed, g in df.groupby("seed"):
+    f = fits[seed] = fit_power_law(g["N"], g["L"])
+    tr = residual_trend(g["N"], g["L"], f.predict)
+    ho = holdout_largest(g["N"], g["L"])
+    sp_non, sp_tot = group_residual_spread(g["N"], g["L"], g["depth"], f), group_residual_spread(g["N_total"], g["L"], g["depth"])
+    slope_h = np.polyfit(np.log(g["N"]), np.log(np.maximum(g["L"] - H, 1e-6)), 1)[0]
+    per_rep.append({"seed": seed, "E": f.E, "A": f.A, "alpha": f.alpha, "r2": f.r2, "flags": "; ".join(f.flags) or "none", "E_minus_H": f.E - H,
+                    "slope": tr["slope"], "p_slope": tr["p_slope"], "curvature": tr["curvature"], "p_curvature": tr["p_curvature"],
+                    "holdout_pred": ho["predicted"], "holdout_obs": ho["observed"], "holdout_excess_err": abs(ho["predicted"] - ho["observed"]) / (ho["observed"] - H),
+                    "depth_offset": sp_non["group_means"][str(max(depths))] - sp_non["group_means"][str(min(depths))],
+                    "spread_non": sp_non["spread"], "spread_total": sp_tot["spread"], "spread_ratio": sp_tot["spread"] / max(sp_non["spread"], 1e-12),
+                    "alpha_E_fixed_at_H": -slope_h, "decades": decades(g["N"])})
+rep = pd.DataFrame(per_rep)
+tracking.log_dict(rep.to_dict(orient="list"), "per_replicate_fits.json")
+pooled = fit_power_law(df["N"], df["L"], groups=df["seed"].to_numpy(), n_boot=n_boot, seed=seeds[0])
+print(f"pooled over replicates: E = {pooled.E:.4f} CI {pooled.ci.get('E')}, alpha = {pooled.alpha:.3f} CI {pooled.ci.get('alpha')}, flags: {pooled.flags or 'none'}")
+tracking.log_metrics({"fit/E": pooled.E, "fit/alpha": pooled.alpha, "fit/A": pooled.A})
+display(rep.round(4))
+
+# %% [markdown]
+# Diagnostics (not claims): the law fitted within each depth, and against width alone (first replicate).
+
+# %%
+g0 = df[df.seed == seeds[0]]
+diag = [{"fit on": f"depth {L}", **fit_power_law(g["N"], g["L"], n_starts=16).as_dict()} for L, g in g0.groupby("depth")]
+diag.append({"fit on": "width d (all depths)", **fit_power_law(g0["width"], g0["L"], n_starts=16).as_dict()})
 diag = pd.DataFrame(diag)
 tracking.log_dict(diag.to_dict(orient="list"), "diagnostic_fits.json")
 diag
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-for ax, col, sp, label in [(axes[0], "N", spread_non, "non-embedding parameters N"), (axes[1], "N_total", spread_tot, "total parameters (incl. embeddings)")]:
-    for L, g in df.groupby("depth"):
-        ax.scatter(g[col], g["val_loss_adj"], label=f"{L} layer{'s' if L > 1 else ''}", s=30)
-    xs = np.geomspace(df[col].min() / 1.5, df[col].max() * 1.5, 100)
-    ax.plot(xs, sp["fit"].predict(xs), "k--", lw=1, label=f"fit: E + A·x^-{sp['fit'].alpha:.3f}")
-    ax.axhline(H, color="gray", lw=1, ls=":", label="entropy rate H")
+fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+for ax, col, label in [(axes[0], "N", "non-embedding parameters N"), (axes[1], "N_total", "total parameters (incl. embeddings)")]:
+    for (L, seed), g in df.groupby(["depth", "seed"]):
+        ax.scatter(g[col], g["L"], s=25, marker="os^"[seeds.index(seed) % 3], color=f"C{depths.index(L)}", label=f"{L} layer{'s' if L > 1 else ''}" if seed == seeds[0] else None)
+    ax.axhline(H, color="gray", lw=1, ls=":", label="Bayes loss H")
     ax.set_xscale("log")
     ax.set_xlabel(label)
-    ax.set_title(f"depth spread of residuals {sp['spread']:.3g}")
-axes[0].set_ylabel("validation loss (nats/token)")
+    ax.set_ylabel("validation loss (nats/token)")
+xs = np.geomspace(df["N"].min() / 1.5, df["N"].max() * 1.5, 100)
+axes[0].plot(xs, pooled.predict(xs), "k--", lw=1, label=f"pooled fit E + A·N^-{pooled.alpha:.2f}")
 axes[0].legend(fontsize=8)
+axes[0].set_title("markers: replicates")
+axes[2].loglog(n_grid, oracle - H, "k-", label="oracle knowing the top n tasks (exact)")
+axes[2].loglog(n_grid, (oracle[0] - H) * n_grid ** -(zipf - 1.0), "k:", lw=1, label=f"n^-(s-1) = n^-{zipf - 1:.2f}")
+axes[2].set_xlabel("tasks known n")
+axes[2].set_ylabel("excess loss over H (nats/token)")
+axes[2].set_title("the law the source implies")
+axes[2].legend(fontsize=8)
 tracking.log_figure(fig, "loss_vs_params")
 plt.show()
 
+fig, ax = plt.subplots(figsize=(5, 3.5))
+for (L, w), b in budget.groupby(["depth", "width"]):
+    ax.plot(b["tokens"], b["L"], "o-", label=f"{L} layer(s), d = {w} (N = {int(b['N'].iloc[0])})")
+ax.axhline(H, color="gray", ls=":", label="H")
+ax.set_xscale("log")
+ax.set_xlabel("training tokens (complete cosine runs)")
+ax.set_ylabel("validation loss")
+ax.set_title("budget curves of the widest models (first replicate)")
+ax.legend(fontsize=8)
+tracking.log_figure(fig, "budget_curve")
+plt.show()
+
 # %% [markdown]
-# ## Claims (thresholds from the issue, fixed before the run)
+# ## Claims (rules and guards from the introduction, fixed before the run)
 
 # %%
-dec = decades(df["N"])
-claims.record(
-    "power_law_r2",
-    statement="L(N) = E + A·N^-alpha fits with R^2 >= 0.98 over >= 1.5 decades of non-embedding N",
-    paper="Kaplan et al. 2020, Fig. 1 / eq. 1.1",
-    paper_value="power law over 6 decades, alpha_N = 0.076 (WebText2)",
-    measured=f"R2 = {fit_n.r2:.4f} over {dec:.2f} decades (alpha = {fit_n.alpha:.3f}, CI {fit_n.ci.get('alpha')})",
-    threshold="R2 >= 0.98 and decades >= 1.5",
-    passed=bool(fit_n.r2 >= 0.98 and dec >= 1.5),
+guard_conv = replicate.progress_reached(conv_share, converge_tol, what="loss drop 1x -> longest budget / sweep loss range", name="converged",
+                                        fix="more tokens per model (raise steps)")
+guard_fit = [replicate.Guard(f"{g.name}_seed{s}", g.passed, g.detail, g.fix) for s in seeds for g in fit_guards(fits[s])]
+guard_range = replicate.progress_reached(float(rep["decades"].min()), 1.5, lower_is_better=False, what="decades of N", name="range", fix="more widths")
+no_trend = ((rep["p_slope"] > trend_p) & (rep["p_curvature"] > trend_p)).to_numpy()
+ho_err = rep["holdout_excess_err"].to_numpy()
+verdicts = {}
+verdicts["power_law_shape"] = replicate.record(
+    "power_law_shape",
+    statement="L(N) = E + A·N^-alpha has the right shape: the largest model is predicted from the others and the residuals have no trend in log N",
+    paper="Kaplan et al. 2020, Fig. 1 / eq. 1.1", paper_value="power law over 6 decades of N, alpha_N = 0.076 (WebText2)",
+    values=ho_err, outcome=replicate.all_of(replicate.mean_ci_rule(ho_err, holdout_tol, "below"), replicate.k_of_n_rule(no_trend, len(seeds))),
+    guards=[guard_conv, guard_range, *guard_fit],
+    measured=f"held-out error {np.mean(ho_err):.3f} of the excess loss (per replicate {np.round(ho_err, 3).tolist()}); no trend in {int(no_trend.sum())}/{len(seeds)}",
+    diagnosis=replicate.Diagnosis(
+        f"the largest model ({int(big['depth'])} layers) lands at {rep['holdout_obs'].round(4).tolist()} against the {rep['holdout_pred'].round(4).tolist()} "
+        f"predicted from the others; it gains {drop[int(big['depth'])]:.4f} nats from {max(budget_factors):g}x the tokens (the least converged point), and "
+        f"the residual curvature is {rep['curvature'].round(4).tolist()} (p {rep['p_curvature'].round(3).tolist()}); with E fixed at H the excess falls like "
+        f"N^-{rep['alpha_E_fixed_at_H'].mean():.2f}",
+        "the budget ablation of the widest models and E fixed at the source's H (per-replicate table)"),
 )
-ratio = spread_tot["spread"] / max(spread_non["spread"], 1e-12)
-claims.record(
+ratio = rep["spread_ratio"].to_numpy()
+verdicts["non_embedding_collapses_depths"] = replicate.record(
     "non_embedding_collapses_depths",
-    statement="Counting non-embedding parameters collapses depths: residual spread across depths >= 2x smaller than with total parameters",
-    paper="Kaplan et al. 2020, Fig. 6",
-    paper_value="depths collapse with non-embedding N, separate with total N",
-    measured=f"spread ratio {ratio:.2f} (total {spread_tot['spread']:.4f}, non-embedding {spread_non['spread']:.4f})",
-    threshold="spread(total) / spread(non-embedding) >= 2",
-    passed=bool(ratio >= 2),
+    statement="Counting non-embedding parameters collapses depths: the residual spread across depths is >= 2x smaller than with total parameters",
+    paper="Kaplan et al. 2020, Fig. 6", paper_value="depths collapse with non-embedding N, separate with total N",
+    values=ratio, outcome=replicate.mean_ci_rule(ratio, collapse_ratio, "above"), guards=[guard_conv, *guard_fit],
+    measured=f"spread ratio {np.mean(ratio):.2f} (per replicate {np.round(ratio, 2).tolist()})",
+    diagnosis=replicate.Diagnosis(
+        f"at equal non-embedding N the {max(depths)}-layer models sit {rep['depth_offset'].mean():+.4f} (mean log residual) from the {min(depths)}-layer ones "
+        f"(per-depth fits: alpha {np.round(diag['alpha'][:-1].to_numpy(), 2).tolist()} for depths {depths}), so depth buys less than width here; the "
+        f"embeddings ({100 * (1 - df['N'] / df['N_total']).mean():.0f}% of total parameters on average) move the shallow models further right, toward the "
+        f"deep curve. Doubling the budget lowers the widest model by {({k: round(v, 4) for k, v in drop.items()})} nats per depth: the deeper models are "
+        f"further from convergence",
+        "per-depth fits (diagnostic table) and the budget ablation of the widest model of each depth"),
 )
-lo, hi = fit_n.ci.get("E", (float("nan"), float("nan")))
-claims.record(
+e_dev = rep["E_minus_H"].to_numpy()
+verdicts["irreducible_loss_is_entropy"] = replicate.record(
     "irreducible_loss_is_entropy",
-    statement="The fitted irreducible loss E is consistent with the language's true entropy rate H (H inside E's 95% bootstrap CI)",
-    paper="(our synthetic-language check; Kaplan et al. fit no E in L(N))",
-    paper_value="n/a",
-    measured=f"E = {fit_n.E:.4f} (95% CI {lo:.4f}-{hi:.4f}); H = {H:.4f}",
-    threshold="lo <= H <= hi",
-    passed=bool(lo <= H <= hi),
+    statement="The fitted irreducible loss E equals the source's Bayes loss H within ±0.02 nats",
+    paper="(our synthetic-language check; Kaplan et al. fit no E in L(N))", paper_value="n/a",
+    values=e_dev, outcome=replicate.mean_within_rule(e_dev, -e_tol, e_tol), guards=[guard_conv, *guard_fit],
+    measured=f"E - H = {np.mean(e_dev):+.4f} (per replicate {np.round(e_dev, 4).tolist()}); H = {H:.4f}",
+    diagnosis=replicate.Diagnosis(
+        f"the largest model's loss {df['L'].min():.4f} is still {df['L'].min() - H:.3f} nats above H, the oracle's loss with "
+        f"{int(np.interp(-df['L'].min(), -oracle, n_grid))} of {n_tasks} tasks known: E is an extrapolation far past the data, and the "
+        f"finite task count makes the source's own curve steeper than n^-(s-1) near n = {n_tasks}",
+        "oracle curve of the source and E fixed at H (per-replicate table)"),
+)
+alphas = rep["alpha"].to_numpy()
+verdicts["alpha_vs_source_exponent"] = replicate.record(
+    "alpha_vs_source_exponent",
+    statement="The fitted exponent alpha compared with the exponent s - 1 of the source's oracle curve (no verdict)",
+    paper="Michaud et al. 2023 (quantization model): alpha_N = s - 1 if each task costs a fixed number of parameters", paper_value=f"s - 1 = {zipf - 1:.2f}",
+    values=alphas, outcome=replicate.mean_ci_rule(alphas, zipf - 1.0, "above"), kind="exploratory",
+    measured=f"alpha = {np.mean(alphas):.3f} (per replicate {np.round(alphas, 3).tolist()})",
 )
 
 # %% [markdown]
 # ## Discussion
-# * **Exponent.** Kaplan's α_N = 0.076 is for L(N) = (N_c/N)^α with no irreducible term on natural text, where
-#   the power law spans 768 to 1.5·10^9 parameters. With an explicit E (here the entropy of a bigram Markov
-#   source) the reducible part falls much faster, so α is larger; our source's structure (a Zipf-shaped table,
-#   learned at rank ≤ d) is also far simpler than language. The number to compare is the *shape* (a clean power
-#   law in N, depths collapsing), not the value of α.
-# * **Not at convergence.** Every model sees the same fresh-token budget (`steps × batch × block`). Larger models
-#   are further from convergence, which bends L(N) upward at the large-N end and biases E upward; Kaplan et al.
-#   used early-stopped, converged runs. The `full` profile trains longer.
-# * **What limits a model here is width, not depth.** A first-order Markov source is a table P(next | current); a
-#   transformer represents it through a rank-d logit map (embedding → residual stream → unembedding), so the
-#   residual width d bounds what it can learn and extra layers add parameters without adding the capacity that
-#   matters. In our default run, models of equal width reach nearly the same loss at every depth, so at equal
-#   N the deeper (narrower) models are worse and neither parameter count collapses the depths; the
-#   diagnostic table shows how well width alone predicts the loss. Kaplan's collapse is a statement about
-#   natural language, where depth is useful; reproducing it needs a source with compositional structure (e.g.
-#   a higher-order or hierarchical source), which our CPU budget could not train past its bigram plateau.
-# * **E's confidence interval.** With 15 runs that are not converged, E is weakly identified and its bootstrap
-#   CI is wide, so "H inside the CI" is a weak test here; read the CI's width next to the verdict.
-# * **Embeddings matter more here.** With vocab 128 and d ≤ 64, embeddings are a large share of total parameters
-#   for shallow models, which is exactly the regime where total-parameter counting separates the depths.
+
+# %%
+wall, cpu = time.time() - t_start, time.process_time() - c_start
+print(f"""* Fits: per-replicate alpha {np.round(alphas, 3).tolist()} (pooled {pooled.alpha:.3f}, CI {pooled.ci.get('alpha')}), E - H {np.round(e_dev, 4).tolist()},
+  boundary flags {rep['flags'].tolist()}. Kaplan's alpha_N = 0.076 has no irreducible term and is for natural text; ours is the
+  exponent of the reducible part on a source whose own oracle exponent is s - 1 = {zipf - 1:.2f}.
+* Convergence: the largest model moved {conv_share:.3f} of the sweep's loss range from 1x to {max(budget_factors):g}x its budget
+  (guard <= {converge_tol}); per depth the widest model dropped {({k: round(v, 4) for k, v in drop.items()})} nats.
+* Shape: held-out error {np.round(ho_err, 3).tolist()} of the excess loss (rule < {holdout_tol}); residual curvature p-values
+  {rep['p_curvature'].round(3).tolist()}.
+* Depths: spread ratio total/non-embedding {np.round(ratio, 2).tolist()} (rule > {collapse_ratio}).
+* Verdicts: {', '.join(f"{k}: {v.get('passed')}" for k, v in verdicts.items())}.
+* This run: {wall:.0f} s wall, {cpu:.0f} s CPU in the notebook process (cached points cost nothing).""")

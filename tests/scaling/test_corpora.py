@@ -1,52 +1,16 @@
-"""Corpora: the Markov source's exact entropy, sampling and batches; Shakespeare fetch/verify/extract offline."""
+"""Corpora: window batches; Shakespeare fetch/verify/extract offline (the task language: test_task_language.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import io
-import math
 import tarfile
 
-import numpy as np
 import pytest
 import torch
 
 from lossbook.data.lm_batches import eval_windows, window_batches
 from lossbook.scaling import shakespeare as S
-from lossbook.scaling.markov import MarkovSource
-
-
-def test_markov_tables_are_distributions_and_stationary():
-    m = MarkovSource(vocab_size=16, order=2, mix=(0.2, 0.3, 0.5), seed=1)
-    np.testing.assert_allclose(m.P.sum(-1), 1.0)
-    np.testing.assert_allclose(m.mu.sum(), 1.0)
-    # stationarity: mu'(b, c) = sum_a mu(a, b) P(c | a, b)
-    np.testing.assert_allclose(np.einsum("ab,abc->bc", m.mu, m.P), m.mu, atol=1e-12)
-
-
-def test_markov_entropy_exact_vs_closed_forms_and_monte_carlo():
-    # order 1 with all weight on the unigram ranking: i.i.d. Zipf -> H = entropy of Zipf
-    m0 = MarkovSource(vocab_size=32, order=1, zipf=1.3, mix=(1.0, 0.0), seed=0)
-    z = (np.arange(32) + 1.0) ** -1.3
-    z /= z.sum()
-    assert m0.entropy_rate() == pytest.approx(-(z * np.log(z)).sum(), rel=1e-10)
-    m = MarkovSource(vocab_size=16, order=2, seed=2)
-    h, se = m.entropy_mc(60_000, seed=0)
-    assert abs(h - m.entropy_rate()) < 4 * se
-    ce = m.conditional_entropies(4)
-    assert ce[0] > ce[1] and ce[1] == pytest.approx(m.entropy_rate())  # one token of context costs extra
-    assert m.bayes_loss(4) == pytest.approx((ce[0] + 3 * m.entropy_rate()) / 4)
-    assert m.entropy_rate() < math.log(16)
-
-
-def test_markov_batches_deterministic_and_shifted():
-    m = MarkovSource(vocab_size=16, order=2, seed=0)
-    gb = m.batch_fn(8, 12, seed=3)
-    x, y = gb(5)
-    x2, _ = gb(5)
-    assert x.shape == (8, 12) and torch.equal(x, x2) and torch.equal(x[:, 1:], y[:, :-1])
-    assert not torch.equal(gb(6)[0], x)
-    assert int(x.max()) < 16 and int(x.min()) >= 0
 
 
 def test_window_batches_respect_unique_tokens():

@@ -11,6 +11,20 @@ grid: α, β ∈ {0, .5, …, 2}, e ∈ {−1, −.5, …, 1}, a, b ∈ {0, 5, �
 optimum, so every fit keeps the best of many. To stay fast, the whole grid is scored and the `n_starts` best
 points are optimized. Bootstrap CIs resample whole runs (`groups`), never checkpoints of a run independently.
 
+Objectives (`objective=`): "huber" (the summed Huber above, Hoffmann et al.'s loss) or "huber_likelihood", the
+negative log-likelihood of log residuals under a Huber density with a fitted scale σ = e^s,
+    −log p(r) = Huber_δ(r/σ) + log σ + log Z_δ,   Z_δ = √(2π)·(1 − 2Φ̄(δ)) + 2e^{−δ²/2}/δ,
+which is the estimator behind the replication's headline numbers (Besiroglu et al. 2024; `objective` in
+epoch-research/analyzing-chinchilla `data_analysis.ipynb`: A = 482.0, B = 2085, E = 1.817, α = 0.348, β = 0.366;
+the plain summed Huber gives A = 478, B = 2144, α = 0.347, β = 0.367). With δ = 1e-3 the fitted σ is far below
+the residuals, so the likelihood is close to a Laplace (least-absolute-deviation) fit.
+
+Fits say when they fail: every start grid also holds e-values derived from the data (E from 5% to 99% of the
+smallest observed loss: the published grid caps E at e¹ = 2.72), and `boundary_flags` names a fit whose E is
+near 0 or near the smallest loss, or whose exponents leave (0.01, 3); `fit_guards` turns them into replication
+guards. Shape tests: `residual_trend` (a linear or quadratic trend of the log residuals in log x) and
+`holdout_largest` (the largest size predicted from a fit to the others).
+
 Also: IsoFLOP parabola fits (Approach 2), the lower-envelope estimate (Approach 1), the compute-optimal
 allocation N_opt = G·(C/6)^a, D_opt = (C/6)^b / G with G = (αA/(βB))^(1/(α+β)), a = β/(α+β), b = α/(α+β).
 """
@@ -59,6 +73,58 @@ def lse_objective(theta: np.ndarray, logx: np.ndarray, logy: np.ndarray, delta: 
     return float(huber(r, delta).sum()), grad
 
 
+def huber_log_norm(delta: float) -> float:
+    """log Z_δ, Z_δ = ∫ exp(−Huber_δ(u)) du = √(2π)·(1 − 2Φ̄(δ)) + 2·exp(−δ²/2)/δ (the Huber density's normaliser)."""
+    from scipy.stats import norm
+
+    return float(np.log(np.sqrt(2 * np.pi) * (1 - 2 * norm.sf(delta)) + 2 * np.exp(-0.5 * delta**2) / delta))
+
+
+def huber_nll_objective(theta: np.ndarray, logx: np.ndarray, logy: np.ndarray, delta: float = 1e-3) -> tuple[float, np.ndarray]:
+    """Huber negative log-likelihood with a scale (Besiroglu et al. 2024) and its analytic gradient.
+
+    θ = [e, a₁..a_k, α₁..α_k, s], σ = eˢ, r = log ŷ − log y, u = r/σ:
+    NLL = Σ Huber_δ(u) + n·(s + log Z_δ);  ∂/∂(law params) as in `lse_objective` with h'(r) replaced by
+    clip(u, −δ, δ)/σ;  ∂/∂s = n − Σ clip(u, −δ, δ)·u.
+    """
+    k = logx.shape[1]
+    e, a, al, sc = theta[0], theta[1 : 1 + k], theta[1 + k : 1 + 2 * k], theta[1 + 2 * k]
+    terms = np.concatenate([np.full((logx.shape[0], 1), e), a[None, :] - al[None, :] * logx], axis=1)
+    r = logsumexp(terms, axis=1) - logy
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # line-search excursions to extreme s
+        sigma = np.exp(sc)
+        u = r / sigma
+        cu = np.clip(u, -delta, delta)
+        w = softmax(terms, axis=1)
+        g = (cu / sigma)[:, None] * w
+        n = len(r)
+        val = float(huber(u, delta).sum() + n * (sc + huber_log_norm(delta)))
+    grad = np.concatenate([[g[:, 0].sum()], g[:, 1:].sum(0), -(g[:, 1:] * logx).sum(0), [n - float((cu * u).sum())]])
+    return val, grad
+
+
+OBJECTIVES = ("huber", "huber_likelihood")
+
+
+def _scale_start(theta: np.ndarray, logx: np.ndarray, logy: np.ndarray, delta: float) -> float:
+    """log σ minimising the Huber NLL at fixed law params when every |r|/σ > δ: σ = δ·mean|r| (floored)."""
+    k = logx.shape[1]
+    terms = np.concatenate([np.full((logx.shape[0], 1), theta[0]), theta[1 : 1 + k][None, :] - theta[1 + k : 1 + 2 * k][None, :] * logx], axis=1)
+    r = np.abs(logsumexp(terms, axis=1) - logy)
+    return float(np.log(max(delta * r.mean(), 1e-12)))
+
+
+def data_e_values(logy: np.ndarray) -> np.ndarray:
+    """Start values of e = log E derived from the data: E = q · min L for q ∈ {0.05, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99}."""
+    return np.log(np.exp(np.min(logy)) * np.array([0.05, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99]))
+
+
+def data_grid(logy: np.ndarray, k: int, a_values: Sequence[float] = (0, 5, 10, 15, 20, 25), exponents: Sequence[float] = (0.1, 0.3, 0.5, 1.0, 1.5, 2.0)) -> np.ndarray:
+    """A start grid whose e-values come from the data (`data_e_values`) × a_j × α_j values."""
+    return np.array([(e, *a, *al) for e in data_e_values(logy) for a in itertools.product(a_values, repeat=k)
+                     for al in itertools.product(exponents, repeat=k)], dtype=float)
+
+
 def _grid_objective(thetas: np.ndarray, logx: np.ndarray, logy: np.ndarray, delta: float) -> np.ndarray:
     """Objective for many θ at once ([m, 1+2k] -> [m]), to rank grid starts."""
     k = logx.shape[1]
@@ -92,6 +158,8 @@ class LawFit:
     frac_at_optimum: float
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)
     boot: dict[str, np.ndarray] = field(default_factory=dict)
+    objective_name: str = "huber"
+    scale: float | None = None  # σ of the Huber likelihood (objective "huber_likelihood")
 
     @property
     def k(self) -> int:
@@ -119,12 +187,17 @@ def fit_lse_law(
     method: str = "L-BFGS-B",
     extra_starts: Sequence[np.ndarray] = (),
     starts: Sequence[np.ndarray] | None = None,
+    objective: str = "huber",
 ) -> LawFit:
     """Fit log y ≈ LSE(e, a_j − α_j·logx_j) by summed Huber from the `n_starts` best grid points (+ extra starts).
 
     `options` are scipy's (default TIGHT); `frac_at_optimum` is the fraction of optimized starts ending within
     1e-6 (relative) of the best objective — Epoch found ~34% on Chinchilla's data. `starts` skips the grid.
+    `objective="huber_likelihood"` minimises `huber_nll_objective` instead (starts are ranked by summed Huber and
+    each gets the scale that fits it, `_scale_start`); the law part of θ and the fitted σ are returned.
     """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
     logx = np.atleast_2d(np.asarray(logx, float))
     if logx.shape[0] != len(logy):
         logx = logx.T
@@ -137,14 +210,24 @@ def fit_lse_law(
         starts = [grid[i] for i in order]
     starts = [np.asarray(s, float) for s in starts] + [np.asarray(s, float) for s in extra_starts]
     opts = TIGHT if options is None else options
+    n_law = 1 + 2 * k
+    if objective == "huber_likelihood":
+        fun = huber_nll_objective
+        starts = [np.append(s[:n_law], _scale_start(s, logx, logy, delta)) for s in starts]
+    else:
+        fun = lse_objective
+        starts = [s[:n_law] for s in starts]
     results = []
     with threadpool_limits(1):  # tiny BLAS calls inside L-BFGS-B: threads only add overhead (20x under load)
         for s in starts:
-            results.append(minimize(lse_objective, s, args=(logx, logy, delta), jac=True, method=method, options=dict(opts)))
+            results.append(minimize(fun, s, args=(logx, logy, delta), jac=True, method=method, options=dict(opts)))
     funs = np.array([r.fun for r in results])
     best = results[int(np.argmin(funs))]
-    at_opt = float(np.mean(funs <= best.fun * (1 + 1e-6) + 1e-15))
-    return LawFit(np.asarray(best.x, float), float(best.fun), bool(best.success), len(starts), at_opt)
+    tol = abs(best.fun) * 1e-6 + 1e-15
+    at_opt = float(np.mean(funs <= best.fun + tol))
+    x = np.asarray(best.x, float)
+    scale = float(np.exp(x[n_law])) if objective == "huber_likelihood" else None
+    return LawFit(x[:n_law], float(best.fun), bool(best.success), len(starts), at_opt, objective_name=objective, scale=scale)
 
 
 def _top_starts(grid: np.ndarray, logx: np.ndarray, logy: np.ndarray, delta: float, n: int) -> list[np.ndarray]:
@@ -167,7 +250,8 @@ def bootstrap(
 # --------------------------------------------------------------------------------------------- power law
 @dataclass
 class PowerLawFit:
-    """L(x) = E + A·x^−α fitted by `fit_power_law`; `r2` is R² of L (not log L) on the fitted points."""
+    """L(x) = E + A·x^−α fitted by `fit_power_law`; `r2` is R² of L (not log L) on the fitted points; `flags`
+    lists what `boundary_flags` found (empty: the fit is interior)."""
 
     E: float
     A: float
@@ -176,6 +260,8 @@ class PowerLawFit:
     objective: float
     law: LawFit
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    min_loss: float = float("nan")
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.E + self.A * np.asarray(x, float) ** (-self.alpha)
@@ -190,6 +276,42 @@ def r_squared(y: np.ndarray, yhat: np.ndarray) -> float:
     return float(1 - np.sum((y - yhat) ** 2) / np.sum((y - y.mean()) ** 2))
 
 
+EXPONENT_RANGE = (0.01, 3.0)
+
+
+def boundary_flags(E: float, exponents: dict[str, float], min_loss: float, *, e_rtol: float = 0.01,
+                   exponent_range: tuple[float, float] = EXPONENT_RANGE) -> list[str]:
+    """What makes a fitted law a boundary solution rather than a measurement (empty list: none).
+
+    "E near 0": E < e_rtol·min L (the irreducible term vanished: the curve was fitted as a pure power law, e.g.
+    a saturating curve); "E near min L": E > (1 − e_rtol)·min L (the power-law term is fitted to the last few
+    points only); an exponent outside `exponent_range` (default (0.01, 3)): flat or step-like.
+    """
+    out = []
+    if E < e_rtol * min_loss:
+        out.append(f"E near 0 (E = {E:.3g} < {e_rtol:g}·min L = {e_rtol * min_loss:.3g})")
+    if E > (1 - e_rtol) * min_loss:
+        out.append(f"E near min L (E = {E:.4g} > {1 - e_rtol:g}·min L = {(1 - e_rtol) * min_loss:.4g})")
+    lo, hi = exponent_range
+    for name, v in exponents.items():
+        if not lo < v < hi:
+            out.append(f"{name} = {v:.3g} outside ({lo:g}, {hi:g})")
+    return out
+
+
+def fit_guards(fit: PowerLawFit | ChinchillaFit, *, e_rtol: float = 0.01) -> list[Any]:
+    """`replicate.not_at_boundary` guards for a fitted law: E inside (e_rtol·min L, (1 − e_rtol)·min L) and each
+    exponent inside (0.01, 3), the same rules as `boundary_flags`."""
+    from lossbook import replicate
+
+    m = fit.min_loss
+    gs = [replicate.not_at_boundary(fit.E, e_rtol * m, (1 - e_rtol) * m, what="fitted E", rtol=0.0, name="E_not_at_boundary")]
+    exps = {"alpha": fit.alpha} if isinstance(fit, PowerLawFit) else {"alpha": fit.alpha, "beta": fit.beta}
+    for k, v in exps.items():
+        gs.append(replicate.not_at_boundary(v, *EXPONENT_RANGE, what=f"fitted {k}", rtol=0.0, name=f"{k}_not_at_boundary"))
+    return gs
+
+
 def _pl_grid() -> np.ndarray:
     es = np.linspace(-2, 2, 9)
     As = np.arange(-5, 31, 2.5)
@@ -197,32 +319,78 @@ def _pl_grid() -> np.ndarray:
     return np.array([(e, a, al) for e in es for a in As for al in als])
 
 
+def _pl_data_grid(logy: np.ndarray) -> np.ndarray:
+    als = np.concatenate([[0.02, 0.05], np.arange(0.1, 2.01, 0.1)])
+    return np.array([(e, a, al) for e in data_e_values(logy) for a in np.arange(-5, 31, 2.5) for al in als])
+
+
 def fit_power_law(
     x: Sequence[float], y: Sequence[float], *, delta: float = 1e-3, groups: Sequence[Any] | None = None,
-    n_boot: int = 0, seed: int = 0, n_starts: int = 32,
+    n_boot: int = 0, seed: int = 0, n_starts: int = 32, objective: str = "huber", n_data_starts: int = 8,
 ) -> PowerLawFit:
-    """Fit L = E + A·x^−α (Kaplan et al. 2020, with an irreducible term) by summed Huber on log residuals.
+    """Fit L = E + A·x^−α (Kaplan et al. 2020, with an irreducible term) on log residuals (`objective`: summed
+    Huber, or the Huber likelihood with a scale; module docstring).
 
-    `n_boot` > 0 adds percentile 95% CIs for E, A, α (resampling `groups` — whole runs — when given).
+    Starts: the `n_starts` best points of the fixed grid plus the `n_data_starts` best of a grid whose E values
+    come from the data (`data_e_values`). `n_boot` > 0 adds percentile 95% CIs for E, A, α (resampling `groups`
+    — whole runs — when given). `flags` holds `boundary_flags` of the fit.
     """
     x, y = np.asarray(x, float), np.asarray(y, float)
     if np.any(x <= 0) or np.any(y <= 0):
         raise ValueError("fit_power_law needs positive x and y (it fits in log space).")
     grid = _pl_grid()
-    lf = fit_lse_law(np.log(x)[:, None], np.log(y), delta=delta, grid=grid, n_starts=n_starts)
+    lx, ly = np.log(x)[:, None], np.log(y)
+    extra = _top_starts(_pl_data_grid(ly), lx, ly, delta, n_data_starts) if n_data_starts > 0 else []
+    lf = fit_lse_law(lx, ly, delta=delta, grid=grid, n_starts=n_starts, extra_starts=extra, objective=objective)
     E, A, al = float(np.exp(lf.theta[0])), float(np.exp(lf.theta[1])), float(lf.theta[2])
-    fit = PowerLawFit(E, A, al, r_squared(y, E + A * x ** (-al)), lf.objective, lf)
+    fit = PowerLawFit(E, A, al, r_squared(y, E + A * x ** (-al)), lf.objective, lf, min_loss=float(y.min()))
+    fit.flags = boundary_flags(E, {"alpha": al}, fit.min_loss)
     if n_boot > 0:
-        boot_starts = [lf.theta, *_top_starts(grid, np.log(x)[:, None], np.log(y), delta, 3)]
+        boot_starts = [lf.theta, *_top_starts(grid, lx, ly, delta, 3), *extra[:2]]
 
         def one(idx: np.ndarray) -> dict[str, float]:
-            b = fit_lse_law(np.log(x[idx])[:, None], np.log(y[idx]), delta=delta, starts=boot_starts)
+            b = fit_lse_law(lx[idx], ly[idx], delta=delta, starts=boot_starts, objective=objective)
             return {"E": float(np.exp(b.theta[0])), "A": float(np.exp(b.theta[1])), "alpha": float(b.theta[2])}
 
         samples = bootstrap(one, len(x), groups, n_boot, seed)
         fit.ci = percentile_ci(samples)
         lf.boot = samples
     return fit
+
+
+def residual_trend(x: Sequence[float], y: Sequence[float], predict: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]:
+    """Shape test of a fitted law: OLS of the log residuals r = log y − log ŷ on [1, u, u²], u = log x centred.
+
+    A law of the right shape leaves no trend: returns the slope and curvature, their two-sided t-test p-values
+    (n − 3 degrees of freedom) and the RMS residual. A saturating curve forced into E + A·x^−α leaves a
+    curvature (residuals of one sign at both ends).
+    """
+    from scipy import stats as sps
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    r = np.log(y) - np.log(predict(x))
+    u = np.log(x) - np.log(x).mean()
+    X = np.column_stack([np.ones_like(u), u, u**2])
+    coef, *_ = np.linalg.lstsq(X, r, rcond=None)
+    dof = max(len(r) - 3, 1)
+    s2 = float(np.sum((r - X @ coef) ** 2) / dof)
+    se = np.sqrt(np.maximum(np.diag(np.linalg.pinv(X.T @ X)) * s2, 1e-300))
+    p = 2 * sps.t.sf(np.abs(coef / se), dof)
+    return {"slope": float(coef[1]), "curvature": float(coef[2]), "p_slope": float(p[1]), "p_curvature": float(p[2]),
+            "rms": float(np.sqrt(np.mean(r**2)))}
+
+
+def holdout_largest(x: Sequence[float], y: Sequence[float], **fit_kw: Any) -> dict[str, Any]:
+    """Fit `fit_power_law` to every point but those at the largest x and predict them (Kaplan-style extrapolation).
+
+    Returns {"fit", "x", "observed", "predicted", "rel_err"} (rel_err = mean |ŷ − y|/y over the held-out points).
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    keep = x < x.max()
+    f = fit_power_law(x[keep], y[keep], **fit_kw)
+    obs, pred = y[~keep], f.predict(x[~keep])
+    return {"fit": f, "x": float(x.max()), "observed": float(obs.mean()), "predicted": float(pred.mean()),
+            "rel_err": float(np.mean(np.abs(pred - obs) / obs))}
 
 
 # --------------------------------------------------------------------------------------------- Chinchilla
@@ -247,6 +415,8 @@ class ChinchillaFit:
     objective: float
     law: LawFit
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    min_loss: float = float("nan")
 
     @property
     def a(self) -> float:
@@ -280,22 +450,31 @@ def fit_chinchilla(
     N: Sequence[float], D: Sequence[float], L: Sequence[float], *, delta: float = 1e-3, groups: Sequence[Any] | None = None,
     n_boot: int = 0, seed: int = 0, n_starts: int = 64, grid: np.ndarray | None = None, options: dict[str, float] | None = None,
     method: str = "L-BFGS-B",
+    objective: str = "huber",
+    n_data_starts: int = 8,
 ) -> ChinchillaFit:
     """Fit L = E + A/N^α + B/D^β (Hoffmann et al. 2022 Approach 3) as Epoch's replication does (module docstring).
 
-    `groups` labels each row with its run, so the bootstrap (`n_boot` resamples, warm-started from the full fit
-    plus the 3 best grid points of the full data) resamples whole runs. `options=SCIPY_DEFAULT` reproduces the early stop.
+    Starts: the `n_starts` best points of `grid` (default Epoch's) plus the `n_data_starts` best of `data_grid`
+    (E from the data; extra starts can only lower the objective reached). `objective`: "huber" (summed) or
+    "huber_likelihood" (with scale: the replication's headline estimator). `groups` labels each row with its
+    run, so the bootstrap (`n_boot` resamples, warm-started from the full fit plus the 3 best grid points of the
+    full data) resamples whole runs. `options=SCIPY_DEFAULT` reproduces the early stop. `flags`: `boundary_flags`.
     """
     N, D, L = (np.asarray(v, float) for v in (N, D, L))
     logx = np.column_stack([np.log(N), np.log(D)])
-    lf = fit_lse_law(logx, np.log(L), delta=delta, grid=grid, n_starts=n_starts, options=options, method=method)
+    logy = np.log(L)
+    extra = _top_starts(data_grid(logy, 2), logx, logy, delta, n_data_starts) if n_data_starts > 0 else []
+    lf = fit_lse_law(logx, logy, delta=delta, grid=grid, n_starts=n_starts, options=options, method=method, extra_starts=extra,
+                     objective=objective)
     d = _chin_from_theta(lf.theta)
-    fit = ChinchillaFit(d["E"], d["A"], d["B"], d["alpha"], d["beta"], lf.objective, lf)
+    fit = ChinchillaFit(d["E"], d["A"], d["B"], d["alpha"], d["beta"], lf.objective, lf, min_loss=float(L.min()))
+    fit.flags = boundary_flags(fit.E, {"alpha": fit.alpha, "beta": fit.beta}, fit.min_loss)
     if n_boot > 0:
-        boot_starts = [lf.theta, *_top_starts(default_grid(2) if grid is None else grid, logx, np.log(L), delta, 3)]
+        boot_starts = [lf.theta, *_top_starts(default_grid(2) if grid is None else grid, logx, logy, delta, 3)]
 
         def one(idx: np.ndarray) -> dict[str, float]:
-            b = fit_lse_law(logx[idx], np.log(L[idx]), delta=delta, starts=boot_starts, options=options, method=method)
+            b = fit_lse_law(logx[idx], logy[idx], delta=delta, starts=boot_starts, options=options, method=method, objective=objective)
             return _chin_from_theta(b.theta)
 
         samples = bootstrap(one, len(N), groups, n_boot, seed)

@@ -6,12 +6,15 @@ the result under runs/cache/scaling_point/<hash>.pt, so re-running a notebook do
 that ask for the same point share it. Each freshly trained point is logged as an MLflow child run of the
 active run (tag `mlflow.parentRunId`), with its params, final metrics and its loss curve.
 
-Corpora: {"kind": "markov", vocab_size, order, zipf, mix, seed} — validation loss is measured on a fixed set of
-stationary windows, on positions that see a full order-k context, so the Bayes-optimal loss is exactly the
-entropy rate H; we also report `val_loss_adj` = val_loss − (Ĥ_eval − H), where Ĥ_eval is the true source's
-own NLL on the same tokens (a control variate that removes the eval sample's luck; same shift for every
-model). {"kind": "shakespeare", val_fraction, unique_tokens} — random windows from the first `unique_tokens`
-training characters (repetition), validation on the held-out tail.
+Corpora: {"kind": "tasks", n_tasks, code_alphabet, code_len, n_symbols, zipf, eps, seed} —
+`lossbook.scaling.task_language.TaskLanguage`: windows start on an episode boundary (with `unique_tokens`, windows
+repeat a fixed pool of that many tokens of the same source: repetition without distribution shift), the Bayes-optimal loss of the
+scored targets is `bayes_loss(block_size)` (reported as `entropy_rate`, the E a converged law should reach); we
+also report `val_loss_adj` = val_loss − (Ĥ_eval − H), where Ĥ_eval is the true source's own NLL on the same
+tokens (a control variate that removes the eval sample's luck; same shift for every model).
+{"kind": "shakespeare", val_fraction, unique_tokens} — random windows from the first `unique_tokens` training
+characters (repetition), validation on the held-out tail. (The first-order Markov source the notebooks used
+before issue 16 is gone: its table lives in the embeddings, so it cannot show a law in non-embedding N.)
 """
 
 from __future__ import annotations
@@ -27,16 +30,18 @@ from lossbook import repro
 from lossbook.cache import cached
 from lossbook.data.lm_batches import eval_windows, window_batches
 from lossbook.models.gpt import GPT, GPTConfig, count_params_by_hand
-from lossbook.scaling.markov import MarkovSource
+from lossbook.scaling.task_language import TaskLanguage
 from lossbook.train.lm import evaluate_lm, train_lm
 
 _SOURCES: dict[str, Any] = {}
+TASK_KEYS = ("n_tasks", "code_alphabet", "code_len", "n_symbols", "zipf", "eps", "seed")
 
 
-def markov_source(d: dict[str, Any]) -> MarkovSource:
-    key = repr(sorted(d.items()))
+def task_language(d: dict[str, Any]) -> TaskLanguage:
+    """The `TaskLanguage` of a data config {"kind": "tasks", ...} (cached per config)."""
+    key = repr(sorted((k, d[k]) for k in TASK_KEYS))
     if key not in _SOURCES:
-        _SOURCES[key] = MarkovSource(vocab_size=d["vocab_size"], order=d["order"], zipf=d["zipf"], mix=tuple(d["mix"]), seed=d["seed"])
+        _SOURCES[key] = TaskLanguage(**{k: d[k] for k in TASK_KEYS})
     return _SOURCES[key]
 
 
@@ -54,32 +59,19 @@ def point_size(model: dict[str, Any], vocab_size: int) -> dict[str, float]:
     return {"N": counts["non_embedding"], "N_total": counts["total"], "flops_per_token": fpt}
 
 
-def _markov_eval(src: MarkovSource, block: int, n_tokens: int, seed: int) -> tuple[list, float]:
-    n_seq = max(n_tokens // block, 1)
-    g = torch.Generator().manual_seed(10_000_019 + seed)
-    s = src.sample(n_seq, block + 1, g)
-    x, y = s[:, :-1].clone(), s[:, 1:].clone()
-    k, V = src.order, src.vocab_size
-    # true NLL of each target under its full context (positions t >= k-1)
-    flatP = src.P.reshape(-1, V)
-    sn = s.numpy()
-    ctx = np.zeros((n_seq, block + 1 - k), dtype=np.int64)
-    for i in range(k):
-        ctx = ctx * V + sn[:, i : i + block + 1 - k]
-    true_nll = float(-np.log(flatP[ctx, sn[:, k:]]).mean())
-    y[:, : k - 1] = -100  # positions without a full context are not scored
-    return [(x[i : i + 64], y[i : i + 64]) for i in range(0, n_seq, 64)], true_nll
-
-
 def _train_point(cfg: dict[str, Any]) -> dict[str, Any]:
     data, mcfg, tr = cfg["data"], cfg["model"], cfg["train"]
     repro.seed_everything(tr["seed"])
-    if data["kind"] == "markov":
-        src = markov_source(data)
+    if data["kind"] == "tasks":
+        src = task_language(data)
         V = src.vocab_size
-        get_batch = src.batch_fn(tr["batch_size"], mcfg["block_size"], seed=tr["seed"])
-        val_batches, true_nll = _markov_eval(src, mcfg["block_size"], data.get("eval_tokens", 32768), data["seed"])
-        H = src.entropy_rate()
+        stream = data.get("data_seed", data["seed"]) * 7919 + tr["seed"]
+        if data.get("unique_tokens"):  # repetition without shift: a fixed pool of the same source, reshuffled every epoch
+            get_batch = src.repeat_batch_fn(tr["batch_size"], mcfg["block_size"], int(data["unique_tokens"]), seed=stream)
+        else:
+            get_batch = src.batch_fn(tr["batch_size"], mcfg["block_size"], seed=stream)
+        val_batches = src.eval_set(mcfg["block_size"], data.get("eval_tokens", 16384), data["seed"])
+        true_nll, H = src.eval_true_nll(val_batches), src.bayes_loss(mcfg["block_size"])
     elif data["kind"] == "shakespeare":
         from lossbook.scaling.shakespeare import load_shakespeare
 
@@ -90,7 +82,7 @@ def _train_point(cfg: dict[str, Any]) -> dict[str, Any]:
         val_batches = eval_windows(val, mcfg["block_size"], max_windows=data.get("eval_tokens", 32768) // mcfg["block_size"])
         true_nll, H = float("nan"), float("nan")
     else:
-        raise ValueError(f"unknown corpus kind {data['kind']!r}; expected 'markov' or 'shakespeare'")
+        raise ValueError(f"unknown corpus kind {data['kind']!r}; expected 'tasks' or 'shakespeare'")
     torch.manual_seed(tr["seed"])
     model = GPT(model_config(mcfg, V))
     n_evals = int(tr.get("n_evals", 8))
@@ -162,25 +154,45 @@ def gpt_size(d_model: float, n_layer: int, vocab_size: int, block_size: int) -> 
     return N, fpt
 
 
+AXES = ("total", "non_embedding")
+
+
+def axis_params(d_model: float, n_layer: int, vocab_size: int, block_size: int, axis: str = "total") -> np.ndarray:
+    """Parameter count on one axis as a smooth function of d: "non_embedding" (Kaplan's N) or "total" (N plus the
+    tied token embedding V·d and the position embedding T·d). With exact training FLOPs C, the total count is the
+    consistent one: C/(6·N_total·D) = 1 up to the attention terms, while C/(6·N·D) runs far above 1 at small d
+    (Pearce & Song 2024, arXiv 2406.12907)."""
+    if axis not in AXES:
+        raise ValueError(f"axis must be one of {AXES}, got {axis!r}")
+    N, _ = gpt_size(d_model, n_layer, vocab_size, block_size)
+    return N + (0 if axis == "non_embedding" else (vocab_size + block_size) * np.asarray(d_model, float))
+
+
+def optimal_on_axis(predict, budgets, n_layer: int, vocab_size: int, block_size: int, axis: str = "total",
+                    d_range=(2.0, 1024.0)) -> dict[str, np.ndarray | float]:
+    """Approach 3's N_opt(C) read off its own fitted law on one axis: for each exact-FLOP budget C, the width d
+    minimising predict(N_axis(d), C / FLOPs-per-token(d)); then a = slope of log N_opt on log C (no C = 6ND
+    assumption, unlike β/(α+β)). Returns {"C", "N_opt", "L_opt", "d_opt", "a", "at_edge"} (at_edge: a minimum on
+    the edge of `d_range`)."""
+    ds = np.geomspace(*d_range, 6000)
+    N = axis_params(ds, n_layer, vocab_size, block_size, axis)
+    _, fpt = gpt_size(ds, n_layer, vocab_size, block_size)
+    Cs = np.asarray(budgets, float)
+    idx = [int(np.argmin(predict(N, c / fpt))) for c in Cs]
+    n_opt = N[idx]
+    a = float(np.polyfit(np.log(Cs), np.log(n_opt), 1)[0]) if len(Cs) > 1 else float("nan")
+    return {"C": Cs, "N_opt": n_opt, "L_opt": np.array([float(predict(N[i : i + 1], c / fpt[i : i + 1])[0]) for i, c in zip(idx, Cs)]),
+            "d_opt": ds[idx], "a": a, "at_edge": bool(min(idx) == 0 or max(idx) == len(ds) - 1)}
+
+
 def isoflop_widths(budget: float, ladder: list[int], n_layer: int, vocab_size: int, block_size: int, n_sizes: int = 5,
-                   tokens_per_param: float = 20.0) -> list[int]:
-    """`n_sizes` consecutive ladder widths whose D/N (D = budget / FLOPs-per-token) is centred on `tokens_per_param`."""
+                   tokens_per_param: float = 20.0, axis: str = "non_embedding") -> list[int]:
+    """`n_sizes` consecutive ladder widths whose D/N (D = budget / FLOPs-per-token, N on `axis`) is centred on `tokens_per_param`."""
     ratios = []
     for d in ladder:
-        N, fpt = gpt_size(d, n_layer, vocab_size, block_size)
+        _, fpt = gpt_size(d, n_layer, vocab_size, block_size)
+        N = axis_params(d, n_layer, vocab_size, block_size, axis)
         ratios.append(np.log((budget / fpt) / N) - np.log(tokens_per_param))
     n_sizes = min(n_sizes, len(ladder))
     best = min(range(len(ladder) - n_sizes + 1), key=lambda i: abs(np.mean(ratios[i : i + n_sizes])))
     return ladder[best : best + n_sizes]
-
-
-def predicted_optimal_loss(predict, budget: float, n_layer: int, vocab_size: int, block_size: int, d_range=(4.0, 512.0)) -> tuple[float, float]:
-    """min over width d of predict(N(d), D(d)) with D = budget / FLOPs-per-token(d) (exact-FLOP isoFLOP line).
-
-    `predict(N, D) -> L` (e.g. a ChinchillaFit's). Returns (loss, N at the minimum).
-    """
-    ds = np.geomspace(*d_range, 4000)
-    N, fpt = gpt_size(ds, n_layer, vocab_size, block_size)
-    L = predict(N, budget / fpt)
-    i = int(np.argmin(L))
-    return float(L[i]), float(N[i])
