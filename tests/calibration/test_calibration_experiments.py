@@ -83,12 +83,45 @@ def test_temperature_scaling_run_keeps_accuracy_and_is_bitwise_repeatable() -> N
 
 def test_loss_calibration_run_measures_any_loss_and_repeats() -> None:
     kw = {**TINY, "n_bins": 15}
-    focal = E.loss_calibration_run("digits", "mlp", get_loss("focal", gamma=3.0), 0, **kw)
-    assert list(focal)[:2] == ["T", "train_acc"] and {"ece_before", "ece_after", "balance_before"} <= set(focal)
+    focal = E.loss_calibration_run("digits", "mlp", get_loss("focal", gamma=3.0), 0, **kw).row
+    assert list(focal)[:3] == ["T", "train_acc", "train_acc_tail"] and {"ece_before", "ece_after", "balance_before"} <= set(focal)
     assert focal["T"] > 0 and focal["acc_before"] == focal["acc_after"]
     assert focal["balance_before"] == pytest.approx(focal["acc_before"] - focal["conf_before"])
-    assert E.loss_calibration_run("digits", "mlp", get_loss("focal", gamma=3.0), 0, **kw) == focal
-    ce = E.loss_calibration_run("digits", "mlp", get_loss("ce"), 0, **kw)
+    assert E.loss_calibration_run("digits", "mlp", get_loss("focal", gamma=3.0), 0, **kw).row == focal
+    ce = E.loss_calibration_run("digits", "mlp", get_loss("ce"), 0, **kw).row
     assert ce != focal
-    noisy = E.loss_calibration_run("digits", "mlp", get_loss("ce"), 0, label_noise=0.5, **kw)
+    noisy = E.loss_calibration_run("digits", "mlp", get_loss("ce"), 0, label_noise=0.5, **kw).row
     assert noisy["train_acc"] < ce["train_acc"]
+
+
+def test_loss_calibration_run_budget_checkpoint_is_the_shorter_run() -> None:
+    """With a constant learning rate, the checkpoint at epoch e of a longer run is bitwise the run stopped at e;
+    the last checkpoint is the final row; the selected epoch is the first best validation epoch."""
+    kw = {"lr": 3e-3, "batch_size": 64, "n_train": 300, "n_bins": 15}
+    long = E.loss_calibration_run("digits", "mlp", get_loss("ce"), 1, epochs=4, budget_epochs=[2, 4], topk=[1, 3], data_seed=2, **kw)
+    short = E.loss_calibration_run("digits", "mlp", get_loss("ce"), 1, epochs=2, data_seed=2, **kw)
+    assert [b["epoch"] for b in long.budget] == [2.0, 4.0]
+    first, last = long.budget
+    assert first["T"] == short.row["T"] and first["ece_before"] == short.row["ece_before"] and first["ece_after"] == short.row["ece_after"]
+    assert first["train_acc"] == short.row["train_acc"] == long.curves["train_acc"][1]
+    assert last["T"] == long.row["T"] and last["nll_after"] == long.row["nll_after"] and last["acc"] == long.row["acc_before"]
+    val = np.array(long.curves["val_acc"])
+    assert long.row["best_epoch"] == int(np.argmax(val)) + 1
+    assert long.row["sel_test_acc"] == long.curves["test_acc"][long.row["best_epoch"] - 1]
+    assert long.curves["test_acc"][-1] == pytest.approx(long.row["acc_before"])
+    assert long.row["top1_acc"] == pytest.approx(long.row["acc_before"]) and long.row["top3_acc"] >= long.row["top1_acc"]
+    assert long.row["train_acc_tail"] == long.curves["train_acc"][-1]  # the last 10% of 4 epochs is one epoch
+    assert 0 < long.row["ece_floor_after"] < 1
+    with pytest.raises(ValueError, match="budget_epochs"):
+        E.loss_calibration_run("digits", "mlp", get_loss("ce"), 1, epochs=2, budget_epochs=[3], **kw)
+
+
+def test_topk_accuracy_against_enumeration() -> None:
+    g = torch.Generator().manual_seed(0)
+    z, y = torch.randn(50, 6, generator=g), torch.randint(0, 6, (50,), generator=g)
+    ranks = (z > z.gather(1, y[:, None])).sum(1)  # how many classes beat the true one (no ties in random floats)
+    for k in range(1, 7):
+        assert E.topk_accuracy(z, y, k) == pytest.approx(float((ranks < k).float().mean()))
+    assert E.topk_accuracy(z, y, 1) == pytest.approx(float((z.argmax(1) == y).float().mean())) and E.topk_accuracy(z, y, 6) == 1.0
+    with pytest.raises(ValueError):
+        E.topk_accuracy(z, y, 7)

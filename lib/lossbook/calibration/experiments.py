@@ -9,7 +9,9 @@ Networks using Focal Loss", NeurIPS) notebooks, one (architecture, loss, seed) a
 2. train it for a fixed budget and keep the **final** weights, not the best-validation checkpoint: the
    papers' point is what (over-)training does (`train_to_logits`);
 3. fit T* = argmin_T NLL(softmax(z_val / T), y_val) on the validation logits and measure the test split
-   with `metrics.summary_metrics` at T = 1 and at T* (`temperature_scaled_metrics`).
+   with `metrics.summary_metrics` at T = 1 and at T* (`temperature_scaled_metrics`);
+4. for the loss comparison (`loss_calibration_run`), also record the budget curve (T* and ECE at checkpoint
+   epochs), the validation-selected epoch's test accuracy and top-k accuracies.
 
 Same seed, same configuration -> bitwise the same numbers on CPU.
 """
@@ -42,6 +44,7 @@ from lossbook.train.loop import Fit
 
 __all__ = [
     "TS_METRICS",
+    "LossCalibrationRun",
     "TemperatureScalingRun",
     "TrainedClassifier",
     "epoch_test_metrics",
@@ -50,6 +53,7 @@ __all__ = [
     "seeded_split_and_model",
     "temperature_scaled_metrics",
     "temperature_scaling_run",
+    "topk_accuracy",
     "train_to_logits",
 ]
 
@@ -244,6 +248,43 @@ def temperature_scaling_run(
     )
 
 
+@dataclass(frozen=True)
+class LossCalibrationRun:
+    """One (loss, replicate) of the `calibration_losses` experiment.
+
+    `row`: the final-epoch numbers (T* fitted on validation NLL, final train accuracy and its mean over the
+    last 10% of epochs ``train_acc_tail``, test ``<metric>_before`` / ``<metric>_after`` for every
+    `summary_metrics` key, ``ece_floor_after`` (the plug-in floor of the scaled predictions),
+    ``top<k>_acc`` for each k of `topk`) plus the validation-selected epoch: ``best_epoch`` (first epoch with
+    the best validation accuracy) and ``sel_test_acc`` (test accuracy there), and ``n_classes``. `curves`: per-epoch
+    train/val/test accuracy and test ECE. `budget`: one dict per checkpoint epoch (``epoch``, ``T``,
+    ``acc``, ``ece_before``, ``ece_after``, ``nll_before``, ``nll_after``, ``train_acc``), the same
+    measurements a run stopped at that epoch would give (constant learning rate, so the checkpoint *is*
+    that shorter run).
+    """
+
+    row: dict[str, Any]
+    curves: dict[str, list[float]]
+    budget: list[dict[str, float]]
+
+
+def topk_accuracy(logits: Tensor, labels: Tensor, k: int) -> float:
+    """Top-k accuracy (1/n) Σ_i 1[y_i ∈ the k largest logits of z_i] (the ranking score de Brébisson &
+    Vincent 2016 report for the Z-loss). Ties at the k-th place are broken by `torch.topk`'s order."""
+    if not 1 <= k <= logits.shape[1]:
+        raise ValueError(f"k must be in [1, {logits.shape[1]}], got {k}")
+    top = logits.topk(k, dim=1).indices
+    return float((top == labels[:, None]).any(1).float().mean())
+
+
+def _budget_point(epoch: int, model: nn.Module, split: Split, n_bins: int, device: str | torch.device) -> dict[str, float]:
+    z_val = predict_logits(model, split.x_val, device=device)
+    z_test = predict_logits(model, split.x_test, device=device)
+    t_star, before, after = temperature_scaled_metrics(z_val, split.y_val, z_test, split.y_test, n_bins)
+    return {"epoch": float(epoch), "T": t_star, "acc": before["acc"], "ece_before": before["ece"],
+            "ece_after": after["ece"], "nll_before": before["nll"], "nll_after": after["nll"]}
+
+
 def loss_calibration_run(
     dataset: str,
     architecture: str,
@@ -253,21 +294,52 @@ def loss_calibration_run(
     epochs: int,
     lr: float,
     batch_size: int = 128,
+    weight_decay: float = 0.0,
+    data_seed: int | None = None,
     n_train: int | None = None,
     label_noise: float | None = None,
     n_bins: int = 15,
+    budget_epochs: tuple[int, ...] | list[int] = (),
+    topk: tuple[int, ...] | list[int] = (),
     device: str | torch.device = "cpu",
     logger: MetricLogger | None = None,
-) -> dict[str, float]:
-    """Train `architecture` on `loss_fn(logits, targets)` (Mukhoti et al. 2020 compare focal, Brier, label
-    smoothing ... against cross-entropy at one shared set of hyper-parameters), optionally with symmetric
-    `label_noise` on the training labels, and return T* (validation NLL), the final train accuracy and the
-    test `summary_metrics` before and after temperature scaling as ``<metric>_before`` / ``<metric>_after``.
+) -> LossCalibrationRun:
+    """Train `architecture` on `loss_fn(logits, targets)` for `epochs` (Mukhoti et al. 2020 compare focal,
+    Brier, label smoothing ... against cross-entropy at one shared set of hyper-parameters; Adam at a constant
+    `lr`), optionally with symmetric `label_noise` on the training labels (validation and test stay clean),
+    on the data set drawn by `data_seed`, and measure the **final** model (see `LossCalibrationRun`).
+
+    At every epoch the test accuracy and ECE are recorded (curves only; the validation-selected epoch is chosen
+    on validation accuracy, `train.loop.fit`); at each epoch of `budget_epochs` (≤ `epochs`) T* is fitted on the
+    validation logits of that moment and the test split is measured before and after scaling (the budget
+    curve). T* = argmin_T NLL(softmax(z_val / T), y_val) (`posthoc.fit_temperature`).
     """
-    r = train_to_logits(
-        dataset, architecture, seed, epochs=epochs, lr=lr, batch_size=batch_size, n_train=n_train, loss_fn=loss_fn,
-        label_noise=label_noise, device=device, logger=logger, progress=False,
+    if any(not 1 <= e <= epochs for e in budget_epochs):
+        raise ValueError(f"budget_epochs must lie in [1, epochs = {epochs}], got {list(budget_epochs)}")
+    split, model = seeded_split_and_model(dataset, architecture, seed, data_seed=data_seed, n_train=n_train, label_noise=label_noise)
+    checkpoints = set(budget_epochs)
+    budget: list[dict[str, float]] = []
+
+    def per_epoch(epoch: int, m: nn.Module) -> dict[str, float]:
+        z = predict_logits(m, split.x_test, device=device)
+        if epoch in checkpoints:
+            budget.append(_budget_point(epoch, m, split, n_bins, device))
+        return {"test_acc": float((z.argmax(1) == split.y_test).float().mean()), "test_ece": cm.ece(probs_at(z), split.y_test, n_bins)}
+
+    fit = train_classifier(
+        model, split, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, loss_fn=loss_fn,
+        device=device, seed=seed, logger=logger, epoch_callback=per_epoch, progress=False,
     )
-    t_star, before, after = temperature_scaled_metrics(r.val_logits, r.split.y_val, r.test_logits, r.split.y_test, n_bins)
-    return {"T": t_star, "train_acc": r.fit.curves["train_acc"][-1],
-            **{f"{k}_before": v for k, v in before.items()}, **{f"{k}_after": v for k, v in after.items()}}
+    z_val = predict_logits(model, split.x_val, device=device)
+    z_test = predict_logits(model, split.x_test, device=device)
+    t_star, before, after = temperature_scaled_metrics(z_val, split.y_val, z_test, split.y_test, n_bins)
+    tail = fit.curves["train_acc"][-max(1, -(-epochs // 10)):]
+    for b in budget:
+        b["train_acc"] = fit.curves["train_acc"][int(b["epoch"]) - 1]
+    row = {"T": t_star, "train_acc": fit.curves["train_acc"][-1], "train_acc_tail": float(np.mean(tail)),
+           **{f"{k}_before": v for k, v in before.items()}, **{f"{k}_after": v for k, v in after.items()},
+           "ece_floor_after": cm.ece_floor(probs_at(z_test, t_star), n_bins, "uniform", seed=seed),
+           **{f"top{k}_acc": topk_accuracy(z_test, split.y_test, k) for k in topk},
+           "best_epoch": fit.best_epoch, "sel_test_acc": fit.at_best("test_acc"), "n_classes": split.n_classes}
+    keep = ("train_acc", "val_acc", "test_acc", "test_ece")
+    return LossCalibrationRun(row, {k: list(fit.curves[k]) for k in keep}, budget)

@@ -71,21 +71,33 @@ def reliability_grid(
 
 
 def epoch_panels(
-    metrics: Mapping[str, Mapping[str, np.ndarray]], *, ylabels: Mapping[str, str] | None = None, xlabel: str = "epoch"
+    metrics: Mapping[str, Mapping[str, np.ndarray]],
+    *,
+    ylabels: Mapping[str, str] | None = None,
+    xlabel: str = "epoch",
+    x: Sequence[float] | None = None,
+    logy: Sequence[str] = (),
+    hlines: Mapping[str, float] | None = None,
 ) -> plt.Figure:
     """One panel per metric; in each, one line per series (mean over seeds) with a ±1 std band.
 
-    metrics[metric][series] is an array (n_seeds, n_epochs).
+    metrics[metric][series] is an array (n_seeds, n_points) over `x` (default: epochs 1..n_points; pass the
+    checkpoint epochs of a budget curve). Metrics named in `logy` get a log y axis; `hlines[metric]` draws a
+    dotted reference line (e.g. T = 1).
     """
     names = list(metrics)
     fig, axes = plt.subplots(1, len(names), figsize=(4.3 * len(names), 3.6), squeeze=False)
     for ax, m in zip(axes[0], names):
         for k, arr in metrics[m].items():
             a = np.asarray(arr, dtype=float)
-            x = np.arange(1, a.shape[1] + 1)
+            xs = np.arange(1, a.shape[1] + 1) if x is None else np.asarray(x, dtype=float)
             mu, sd = a.mean(0), a.std(0)
-            (line,) = ax.plot(x, mu, label=k)
-            ax.fill_between(x, mu - sd, mu + sd, color=line.get_color(), alpha=0.2)
+            (line,) = ax.plot(xs, mu, marker="o" if x is not None else None, ms=3, label=k)
+            ax.fill_between(xs, mu - sd, mu + sd, color=line.get_color(), alpha=0.2)
+        if m in logy:
+            ax.set_yscale("log")
+        if hlines and m in hlines:
+            ax.axhline(hlines[m], color="k", lw=0.8, ls=":")
         ax.set_xlabel(xlabel)
         ax.set_ylabel((ylabels or {}).get(m, m))
         ax.legend(fontsize=8)
