@@ -152,3 +152,20 @@ def test_percentile_windows() -> None:
     assert 45 <= s[w[1]].mean() <= 55
     with pytest.raises(ValueError):
         percentile_windows(s, [0], 101)
+
+
+def test_sample_diversity_uses_well_formed_samples_only() -> None:
+    from lossbook.alignment.metrics import sample_diversity
+
+    samples = [
+        [[1, 2, 3], [1, 2, 3], [1, 2, 4], [9]],  # 3 well-formed: 2 distinct; edit distances 0, 1/3, 1/3
+        [[5, 6], [7]],  # only one well-formed: left out
+        [[1], [2]],  # two well-formed, all different: distance 1
+    ]
+    ok = [[True, True, True, False], [True, False], [True, True]]
+    d = sample_diversity(samples, ok)
+    assert d["n_prompts"] == 2
+    assert d["distinct"] == pytest.approx((2 / 3 + 1.0) / 2)
+    assert d["pairwise_edit"] == pytest.approx(((0 + 1 / 3 + 1 / 3) / 3 + 1.0) / 2)
+    assert d["well_formed"] == pytest.approx(6 / 8)
+    assert np.isnan(sample_diversity([[[1], [2]]], [[False, True]])["pairwise_edit"])

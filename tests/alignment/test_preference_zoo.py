@@ -205,3 +205,30 @@ def test_rpo_keeps_chosen_gradient_when_dpo_saturates() -> None:
     assert float(c.grad[0]) == pytest.approx(-0.1, rel=1e-3)  # DPO part ≈ 0, η·β remains
     with pytest.raises(ValueError):
         call("rpo", nll="bogus")
+
+
+def test_rpo_push_ratio_is_the_ratio_of_the_extra_gradient() -> None:
+    c = torch.tensor([-3.0, -10.0, -1.0], requires_grad=True)
+    r, rc, rr = torch.tensor([-4.0, -2.0, -9.0]), torch.tensor([-2.5, -9.0, -3.0]), torch.tensor([-3.0, -3.0, -4.0])
+    beta, eta = 0.1, 0.005
+    (g_rpo,) = torch.autograd.grad(get_preference_loss("rpo")(c, r, rc, rr, beta=beta, eta=eta).sum(), c)
+    (g_dpo,) = torch.autograd.grad(dpo_loss(c, r, rc, rr, beta=beta).sum(), c)
+    margin = (c.detach() - rc) - (r - rr)
+    torch.testing.assert_close(zoo.rpo_push_ratio(margin, beta, eta), ((g_rpo - g_dpo) / g_dpo).double())
+    assert float(zoo.rpo_push_ratio(torch.zeros(1), beta, eta)[0]) == pytest.approx(2 * eta)  # at the start σ(0) = ½
+
+
+def test_generation_eval_on_a_tiny_gpt() -> None:
+    from lossbook.alignment.world import SyntheticWorld, WorldConfig
+    from lossbook.models.gpt import GPT, GPTConfig
+
+    world = SyntheticWorld(WorldConfig(seed=0))
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(vocab_size=world.vocab_size, block_size=world.max_len() + 8, n_layer=1, n_head=2, d_model=16)).eval()
+    prompts = [p["prompt"] for p in world.multi_token_pairs(5, seed=1)]
+    out = zoo.generation_eval(world, gpt, gpt, prompts, n_samples=3, max_new_tokens=6, seed=0)
+    assert out["rewards"].shape == (5, 3) and 0.0 <= out["malformed"] <= 1.0
+    assert out["kl"] == pytest.approx(0.0, abs=1e-9)  # policy = reference
+    assert out["malformed"] == pytest.approx(float((out["rewards"] == -1.0).mean()))
+    again = zoo.generation_eval(world, gpt, gpt, prompts, n_samples=3, max_new_tokens=6, seed=0)
+    np.testing.assert_array_equal(out["rewards"], again["rewards"])  # seeded

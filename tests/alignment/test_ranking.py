@@ -84,3 +84,30 @@ def test_flip_rates_by_margin() -> None:
     assert [b["n"] for b in bins] == [2, 2]
     assert bins[0]["flipped"] == pytest.approx(0.5) and bins[1]["flipped"] == pytest.approx(0.5)
     assert math.isnan(rk.flip_rates_by_margin(rc, rr, c, r, [20.0, 30.0])[0]["flipped"])
+
+
+def test_idealized_logprob_quotient_is_the_official_code_raw_branch() -> None:
+    # y1 more likely (−2 vs −4): likelihood ratio e^2, the code's quotient −2/−4 = 0.5 (inverted); α = 0.75, β = 1
+    c, r, a = torch.tensor([-2.0]), torch.tensor([-4.0]), torch.tensor([0.75])
+    assert float(rk.idealized_log_ratio(c, r, a, 1.0)[0]) == pytest.approx(2 + math.log(3))
+    assert float(rk.idealized_log_ratio(c, r, a, 1.0, definition="logprob_quotient")[0]) == pytest.approx(math.log(0.5) + math.log(3))
+    # code: posterior = (a1/a2)**(1/β) * (lp1/lp2), ranked with the tie band; β = 5: 3**0.2 * 0.5 = 0.62 -> y2 preferred (wrong)
+    assert float(3 ** 0.2 * 0.5) < 1 - rk.TIE_BAND
+    acc = rk.idealized_ranking_accuracy(c, r, a, [1.0, 5.0], definition="logprob_quotient")
+    assert acc == {1.0: 1.0, 5.0: 0.0}
+    assert rk.idealized_ranking_accuracy(c, r, a, [5.0]) == {5.0: 1.0}  # the likelihood ratio keeps the right order
+    with pytest.raises(ValueError, match="definition"):
+        rk.idealized_log_ratio(c, r, a, 1.0, definition="ratio")
+
+
+def test_ranking_summary_counts_flips_by_tercile() -> None:
+    # 6 misranked pairs (c = 1..6) and 2 right ones; the model flips the three with the smallest c
+    rc = torch.tensor([-1.0, -2, -3, -4, -5, -6, -1, -1])
+    rr = torch.tensor([0.0, 0, 0, 0, 0, 0, -5, -5])
+    c = torch.tensor([0.5, 0.5, 0.5, -7, -7, -7, -1, -1])
+    r = torch.zeros(8)
+    lens = torch.ones(8)
+    s = rk.ranking_summary(c, r, rc, rr, lens, lens, 0.1)
+    assert s["n_misranked"] == 6 and s["flip_rate"] == pytest.approx(0.5)
+    assert s["flip_bottom"] == 1.0 and s["flip_top"] == 0.0 and s["thm41_agree"] == 1.0
+    assert s["raw"] == pytest.approx(3 / 8)  # the 3 flipped; the 2 reference-right pairs are now wrong (−1 < 0)

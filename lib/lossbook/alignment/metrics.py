@@ -187,3 +187,27 @@ def percentile_windows(scores: Sequence[float] | Tensor | np.ndarray, percentile
         lo = min(max(0, centre - size // 2), n - size)
         out.append(order[lo : lo + size])
     return out
+
+
+# ---- diversity of samples --------------------------------------------------------------------------------------
+def sample_diversity(samples: Sequence[Sequence[Sequence[int]]], well_formed: Sequence[Sequence[bool]], min_samples: int = 2) -> dict[str, float]:
+    """Diversity of several samples per prompt, on the well-formed ones only (malformed text is "diverse" for the
+    wrong reason). `samples[p]` are the responses (token ids) drawn for prompt p, `well_formed[p]` their flags.
+
+    Over the prompts with ≥ `min_samples` well-formed samples: `distinct` = mean share of distinct responses among
+    them (1 = all different), `pairwise_edit` = mean over prompts of the mean `normalized_edit_distance` between
+    two of them (a token-level self-similarity, as self-BLEU but for token ids; 0 = all identical); `n_prompts`
+    = how many prompts entered, `well_formed` = the share of well-formed samples overall. NaN when no prompt enters.
+    """
+    distinct, pairwise, n_wf, n_all = [], [], 0, 0
+    for ys, ok in zip(samples, well_formed):
+        good = [tuple(int(t) for t in y) for y, f in zip(ys, ok) if f]
+        n_wf, n_all = n_wf + len(good), n_all + len(ys)
+        if len(good) < max(2, min_samples):
+            continue
+        distinct.append(len(set(good)) / len(good))
+        d = [normalized_edit_distance(a, b) for i, a in enumerate(good) for b in good[i + 1 :]]
+        pairwise.append(float(np.mean(d)))
+    nan = float("nan")
+    return {"distinct": float(np.mean(distinct)) if distinct else nan, "pairwise_edit": float(np.mean(pairwise)) if pairwise else nan,
+            "n_prompts": float(len(distinct)), "well_formed": n_wf / n_all if n_all else nan}

@@ -18,10 +18,16 @@ single-step rise above `rel_tol` = 1% of the loss) (`stable_until`). `world_tabl
 The geometry the argument needs — same-meaning tokens close in unembedding space — is measured per world by
 `unembedding_geometry`. `ches_window_changes` runs Razin et al. §5's protocol (one DPO epoch on windows of a
 similarity score's order, mean change of ln π(y+|x)) for one replicate.
+
+Multi-token runs of any registered loss are read the same way (`preference_loss_zoo`, `ranking_accuracy`):
+`train_to_targets` trains full batch up to a step cap, records the per-pair log-probs after every step, and keeps
+the weights at the first step where the training pairs' `mean_dpo_loss` reaches each pre-registered target
+(`policy_at`, `read_step`); the DPO loss depends on the log-probs only, so it is a progress measure for every loss.
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -277,3 +283,80 @@ def curves_vs_loss(runs: Sequence[Mapping[str, Any]], world: SyntheticWorld, y_p
     with warnings.catch_warnings():  # a grid point no run reached is NaN, silently
         warnings.simplefilter("ignore", RuntimeWarning)
         return {k: np.nanmean(np.stack(v), 0) if v else np.full(len(grid), np.nan) for k, v in out.items()}
+
+
+# ---- multi-token runs read at a DPO-loss target (preference_loss_zoo, ranking_accuracy) ------------------------------
+class _TargetsReached(Exception):
+    """Raised by the `train_to_targets` callback to end a run at its deepest target (control flow, not an error)."""
+
+
+def mean_dpo_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor, ref_chosen_logps: torch.Tensor,
+                  ref_rejected_logps: torch.Tensor, beta: float) -> float:
+    """L = mean_i −log σ(β[(ln π(y⁺_i) − ln π_ref(y⁺_i)) − (ln π(y⁻_i) − ln π_ref(y⁻_i))]) (Rafailov et al. 2023):
+    the progress measure every loss of the zoo is read at, whatever loss it trains (it depends on the log-probs only)."""
+    d = (chosen_logps.double() - ref_chosen_logps.double()) - (rejected_logps.double() - ref_rejected_logps.double())
+    return float(torch.nn.functional.softplus(-beta * d).mean())
+
+
+def train_to_targets(policy: nn.Module, reference: nn.Module, data: PreferenceData, cfg: PreferenceConfig, targets: Sequence[float], *,
+                     dpo_beta: float, eval_data: PreferenceData | None = None, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Full-batch `train_preference` of `policy` with `cfg` (any registered loss; `cfg.steps` is the step cap), read
+    against pre-registered DPO-loss targets: after every step the per-pair log-probs of `data` (and of `eval_data`)
+    are recorded and the training pairs' `mean_dpo_loss` (with `dpo_beta`) is computed; at the first step t*(L*)
+    with loss ≤ L* the policy's weights are kept for each target L*, and the run stops once the deepest target is
+    reached (or at the cap). `policy` is left at the last step.
+
+    Returns `dpo_loss` [T+1], `chosen` / `rejected` [T+1, N] (and `eval_chosen` / `eval_rejected` with `eval_data`),
+    `ref` / `eval_ref` (reference `evaluate_logps`), `t_star` {L*: step or None}, `states` {L*: state_dict at t*, or
+    at the last step when not reached} and `n_steps`. Read the policy at a target with `policy_at`.
+    """
+    from lossbook.alignment.preference import evaluate_logps
+
+    dev = torch.device(device) if not isinstance(device, torch.device) else device
+    d_tr = data.to(dev)
+    d_ev = eval_data.to(dev) if eval_data is not None else None
+    ref = {k: v.detach().cpu() for k, v in evaluate_logps(reference.to(dev), d_tr).items()}
+    ev_ref = {k: v.detach().cpu() for k, v in evaluate_logps(reference, d_ev).items()} if d_ev is not None else None
+    rec: dict[str, list[torch.Tensor]] = {"chosen": [], "rejected": [], "eval_chosen": [], "eval_rejected": []}
+    losses: list[float] = []
+    t_star: dict[float, int | None] = {float(t): None for t in targets}
+    states: dict[float, dict[str, torch.Tensor]] = {}
+
+    def callback(step: int, _metrics: dict[str, Any]) -> None:
+        e = evaluate_logps(policy, d_tr)
+        rec["chosen"].append(e["chosen_logps"].detach().cpu().double())
+        rec["rejected"].append(e["rejected_logps"].detach().cpu().double())
+        if d_ev is not None:
+            ee = evaluate_logps(policy, d_ev)
+            rec["eval_chosen"].append(ee["chosen_logps"].detach().cpu().double())
+            rec["eval_rejected"].append(ee["rejected_logps"].detach().cpu().double())
+        L = mean_dpo_loss(rec["chosen"][-1], rec["rejected"][-1], ref["chosen_logps"], ref["rejected_logps"], dpo_beta)
+        losses.append(L)
+        for tg in t_star:
+            if t_star[tg] is None and L <= tg:
+                t_star[tg], states[tg] = step, copy.deepcopy({k: v.detach().cpu() for k, v in policy.state_dict().items()})
+        if all(v is not None for v in t_star.values()):
+            raise _TargetsReached
+
+    try:
+        train_preference(policy, reference, data, replace(cfg, batch_size=None), device=dev, callback=callback)
+    except _TargetsReached:
+        pass
+    last = copy.deepcopy({k: v.detach().cpu() for k, v in policy.state_dict().items()})
+    out: dict[str, Any] = {"dpo_loss": np.asarray(losses), "ref": ref, "eval_ref": ev_ref, "t_star": t_star, "n_steps": len(losses) - 1,
+                           "states": {tg: states.get(tg, last) for tg in t_star}}
+    out.update({k: torch.stack(v) for k, v in rec.items() if v})
+    return out
+
+
+def policy_at(run: Mapping[str, Any], target: float, template: nn.Module) -> nn.Module:
+    """A copy of `template` (the reference) carrying the weights `train_to_targets` kept at `target`."""
+    m = copy.deepcopy(template)
+    m.load_state_dict(run["states"][float(target)])
+    return m.eval()
+
+
+def read_step(run: Mapping[str, Any], target: float) -> int:
+    """The step a run is read at for `target`: t*(target), or its last step when it never got there."""
+    t = run["t_star"][float(target)]
+    return int(t) if t is not None else int(run["n_steps"])

@@ -61,31 +61,52 @@ def _rank_from_log_ratio(log_ratio: Tensor, tie_band: float) -> Tensor:
     return torch.where((ratio - 1).abs() < tie_band, 0, out)
 
 
-def idealized_log_ratio(ref_logp_1: Tensor, ref_logp_2: Tensor, alpha_12: Tensor, beta: float, eps: float = 1e-3) -> Tensor:
+DEFINITIONS = ("likelihood_ratio", "logprob_quotient")
+"""How the reference enters the idealized ratio: the likelihood ratio π_ref(y1)/π_ref(y2) (the paper's Eq. 3, the
+book's default), or the quotient of the two summed log-probs log π_ref(y1) / log π_ref(y2) that the official code
+uses in its raw (non-length-normalised) branch (`rlhf_minimizer_client.py::_compute_likelihood_ratios_helper`:
+``norm_prob_ratio = norm_prob1 / norm_prob2`` with ``norm_prob = −num_tokens·log(ppl)`` = the summed log-prob; its
+length-normalised branch uses ppl_2/ppl_1, a true likelihood ratio of geometric means)."""
+
+
+def idealized_log_ratio(ref_logp_1: Tensor, ref_logp_2: Tensor, alpha_12: Tensor, beta: float, eps: float = 1e-3,
+                        definition: str = "likelihood_ratio") -> Tensor:
     """log π*(y1)/π*(y2) = [log π_ref(y1) − log π_ref(y2)] + (1/β)·log(α₁₂/α₂₁), α₂₁ = 1 − α₁₂ (Chen et al. 2024,
-    §4.1, Eq. 3 with Bradley–Terry); α is clipped to [eps, 1 − eps] (the code's `eps` = 0.001)."""
+    §4.1, Eq. 3 with Bradley–Terry); α is clipped to [eps, 1 − eps] (the code's `eps` = 0.001).
+
+    `definition="logprob_quotient"` replaces the reference term by log[log π_ref(y1) / log π_ref(y2)] (see
+    `DEFINITIONS`; both summed log-probs are negative, so the quotient is positive and is < 1 when y1 is the *more*
+    likely response: the reference's vote is inverted and shrunk to the log of a ratio of lengths-ish)."""
+    if definition not in DEFINITIONS:
+        raise ValueError(f"definition must be one of {DEFINITIONS}, got {definition!r}")
     a = _t(alpha_12).clamp(eps, 1 - eps)
-    return (_t(ref_logp_1) - _t(ref_logp_2)) + (torch.log(a) - torch.log1p(-a)) / beta
+    l1, l2 = _t(ref_logp_1), _t(ref_logp_2)
+    ref_term = (l1 - l2) if definition == "likelihood_ratio" else torch.log(-l1) - torch.log(-l2)
+    return ref_term + (torch.log(a) - torch.log1p(-a)) / beta
 
 
 def idealized_ranking_correct(
-    ref_logp_1: Tensor, ref_logp_2: Tensor, alpha_12: Tensor, beta: float, *, tie_band: float = TIE_BAND
+    ref_logp_1: Tensor, ref_logp_2: Tensor, alpha_12: Tensor, beta: float, *, tie_band: float = TIE_BAND,
+    definition: str = "likelihood_ratio",
 ) -> Tensor:
     """Per pair: does the exact RLHF/DPO optimum π* rank (y1, y2) as the annotators do? Both rankings come from
     a ratio with the tie band (π*(y1)/π*(y2) and α₁₂/α₂₁), and a tie must match a tie, as in Chen et al.'s code.
-    Pass length-normalised reference log-probs for the length-normalised variant. Returns bool [B]."""
+    Pass length-normalised reference log-probs for the length-normalised variant; `definition` as in
+    `idealized_log_ratio`. Returns bool [B]."""
     a = _t(alpha_12)
     human = _rank_from_log_ratio(torch.log(a.clamp(1e-12)) - torch.log((1 - a).clamp(1e-12)), tie_band)
-    model = _rank_from_log_ratio(idealized_log_ratio(ref_logp_1, ref_logp_2, a, beta), tie_band)
+    model = _rank_from_log_ratio(idealized_log_ratio(ref_logp_1, ref_logp_2, a, beta, definition=definition), tie_band)
     return human == model
 
 
 def idealized_ranking_accuracy(
     ref_logp_1: Tensor, ref_logp_2: Tensor, alpha_12: Tensor, betas: Sequence[float] = (0.01, 0.1, 1.0, 5.0, 10.0),
-    *, tie_band: float = TIE_BAND,
+    *, tie_band: float = TIE_BAND, definition: str = "likelihood_ratio",
 ) -> dict[float, float]:
-    """Idealized ranking accuracy R(π*) for each β (Chen et al. 2024, Thm 3.1 / Table 1): {β: accuracy}."""
-    return {float(b): float(idealized_ranking_correct(ref_logp_1, ref_logp_2, alpha_12, b, tie_band=tie_band).double().mean()) for b in betas}
+    """Idealized ranking accuracy R(π*) for each β (Chen et al. 2024, Thm 3.1 / Table 1): {β: accuracy}
+    (`definition`: see `idealized_log_ratio`)."""
+    return {float(b): float(idealized_ranking_correct(ref_logp_1, ref_logp_2, alpha_12, b, tie_band=tie_band, definition=definition).double().mean())
+            for b in betas}
 
 
 def misranking_margin(ref_chosen_logps: Tensor, ref_rejected_logps: Tensor) -> Tensor:
@@ -129,3 +150,25 @@ def flip_rates_by_margin(
         n = int(sel.sum())
         out.append({"lo": float(lo), "hi": float(hi), "n": n, "flipped": float(ok[sel].double().mean()) if n else float("nan")})
     return out
+
+
+def ranking_summary(chosen_logps: Tensor, rejected_logps: Tensor, ref_chosen_logps: Tensor, ref_rejected_logps: Tensor,
+                    chosen_len: Tensor, rejected_len: Tensor, beta: float) -> dict[str, float]:
+    """Everything Chen et al. 2024 read off one model on one set of pairs: `raw` and `length_norm` ranking accuracy,
+    `n_misranked` (pairs the reference misranks, c > 0), `flip_rate` (the share of those the model ranks correctly),
+    `flip_bottom` / `flip_top` (the same in the lowest and highest tercile of c; NaN with < 3 misranked pairs),
+    `thm41_agree` (share of pairs where `thm41_check` agrees) and `dpo_loss` (mean over pairs)."""
+    t = thm41_check(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)
+    c = t["c"]
+    mis = c > 0
+    n_mis = int(mis.sum())
+    flip = float(t["ranked"][mis].double().mean()) if n_mis else float("nan")
+    bot = top = float("nan")
+    if n_mis >= 3:
+        cm = c[mis].numpy()
+        q1, q2 = np.quantile(cm, [1 / 3, 2 / 3])
+        bins = flip_rates_by_margin(ref_chosen_logps, ref_rejected_logps, chosen_logps, rejected_logps, [0.0, float(q1), float(q2), float(cm.max()) + 1e-6])
+        bot, top = bins[0]["flipped"], bins[-1]["flipped"]
+    return {"raw": ranking_accuracy(chosen_logps, rejected_logps), "length_norm": ranking_accuracy(chosen_logps, rejected_logps, chosen_len, rejected_len, normalized=True),
+            "n_misranked": float(n_mis), "flip_rate": flip, "flip_bottom": bot, "flip_top": top,
+            "thm41_agree": float(t["agree"].double().mean()), "dpo_loss": float(t["dpo_loss"].mean())}

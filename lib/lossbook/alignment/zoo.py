@@ -433,3 +433,34 @@ def loss_setup(
     if name == "bco_pair":
         kw["delta_state"] = RunningMean()
     return b, kw
+
+
+# ---- reading a zoo run: RPO's relative push, and samples ---------------------------------------------------------
+def rpo_push_ratio(margin: Tensor, beta: float, eta: float) -> Tensor:
+    """How much RPO's SFT term adds to DPO's push on log π(y_w), per pair: the gradient of `rpo_loss` on log π(y_w)
+    is −β·(σ(−βΔ) + η), DPO's is −β·σ(−βΔ), so the extra push relative to DPO's is η / σ(−βΔ) (Liu et al. 2024,
+    Eq. 4.8 with summed NLL). With the paper's η = 0.005 and a DPO loss near log 2 (σ(−βΔ) ≈ ½) it is ~1%."""
+    return eta / torch.sigmoid(-beta * margin.double())
+
+
+def generation_eval(world: object, policy: torch.nn.Module, reference: torch.nn.Module, prompts: list[list[int]], *, n_samples: int,
+                    max_new_tokens: int, temperature: float = 1.0, seed: int = 0, device: str | torch.device = "cpu") -> dict[str, object]:
+    """`n_samples` ancestral samples per prompt from `policy` (seeded; `lossbook.alignment.refusal.sample_responses`),
+    scored by the persona world's rule judge (`refusal.gold_reward`; −1 = malformed). Returns `rewards` [P, n_samples],
+    `malformed` (share), `kl` = mean[log π(y) − log π_ref(y)] and `entropy` = −mean log π(y) over all samples (nats per
+    response; Monte-Carlo), `mean_reward`, `mean_len`, and the `metrics.sample_diversity` of the well-formed samples
+    (`distinct`, `pairwise_edit`, `n_prompts`, `well_formed`)."""
+    from lossbook.alignment import refusal as rw
+    from lossbook.alignment.metrics import sample_diversity
+
+    rep = [p for p in prompts for _ in range(n_samples)]
+    g = torch.Generator().manual_seed(seed)
+    ys = rw.sample_responses(policy, rep, max_new_tokens=max_new_tokens, eos_id=world.eos_id, temperature=temperature, generator=g, device=device)  # type: ignore[attr-defined]
+    lp, lens = rw.response_logps(policy, rep, ys, world.pad_id, device=device)  # type: ignore[attr-defined]
+    lr, _ = rw.response_logps(reference, rep, ys, world.pad_id, device=device)  # type: ignore[attr-defined]
+    rewards = np.array([rw.gold_reward(world, p, y) for p, y in zip(rep, ys)]).reshape(len(prompts), n_samples)  # type: ignore[arg-type]
+    ok = rewards > -1.0
+    by_prompt = [ys[i * n_samples : (i + 1) * n_samples] for i in range(len(prompts))]
+    div = sample_diversity(by_prompt, ok.tolist())
+    return {"rewards": rewards, "malformed": float(1 - ok.mean()), **rw.kl_and_entropy(lp, lr), "mean_reward": float(rewards.mean()),
+            "mean_len": float(lens.double().mean()), **div}
