@@ -61,7 +61,7 @@
 #   flipped). Each run is full batch, RMSprop (the paper's optimiser) at `lr`, up to `max_steps`, and is **read at
 #   the first step where the DPO loss on its own pairs is ≤ `loss_target` = 0.5** (pre-registered; for DPO + SFT the
 #   DPO part of the loss); snapshots at every `curve_targets` value give the curves over DPO loss
-#   (`compliance.train_to_targets`). One lr for all methods (the paper lowered it for gold pairs, for stability; at
+#   (`progress.train_to_targets`). One lr for all methods (the paper lowered it for gold pairs, for stability; at
 #   matched progress the lr matters little, see the lr rows). The lr 1e-4 was fixed on a pilot of world 0 by the
 #   flagship's rule: full DPO reaches the target within the cap, in ≥ 20 steps (3e-5 needs ~130 steps, 1e-4 ~20;
 #   the compliance share at a given DPO loss was nearly the same at both; the lr rows check it in every world).
@@ -131,6 +131,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from lossbook.alignment import compliance as cp
+from lossbook.alignment import progress
 from lossbook.alignment import refusal as rw
 from lossbook.alignment.preference import PreferenceConfig, clone_policy, similarity_scores
 from lossbook.alignment.recipes import base_models
@@ -180,7 +181,7 @@ for ws in world_seeds:
     for name, loss, kw, d, lr_m, targets in methods:
         repro.seed_everything(ws)
         cfg = PreferenceConfig(loss=loss, beta=beta, lr=lr_m, optimizer=optimizer, steps=max_steps, seed=ws, loss_kwargs=kw)
-        run = cp.train_to_targets(clone_policy(safe), copy.deepcopy(safe), d, cfg, targets, device=dev)
+        run = progress.train_to_targets(clone_policy(safe), copy.deepcopy(safe), d, cfg, targets, dpo_beta=cfg.beta, device=dev)
         rows += [{"world": ws, "method": name, "lr": lr_m, "n_pairs": len(d), **r} for r in cp.snapshot_rows(safe, run, world, eval_prompts, **ev_kw)]
     setup.append({"world": ws, "harmful concepts": " ".join(world.concept_words[k][0][:3] for k in rw.harmful_concepts(world, ref_cfg)),
                   "safety-SFT loss": safe_hist["loss"][-1], "pairs": len(pairs), "two refusals": float(both.mean()), "kept (lowest lnCHES)": k_keep,

@@ -229,11 +229,13 @@ plt.show()
 # %%
 per_arch = {a: df[df.arch == a] for a in architectures}
 t_bounds = (1e-3, 1e3)  # posthoc.fit_temperature's search range
+log_bounds = (float(np.log(t_bounds[0])), float(np.log(t_bounds[1])))  # the search is over log T, so the boundary guard reads log T*
 
 
 def guards_for(d: pd.DataFrame) -> list[replicate.Guard]:
     return [replicate.progress_reached(d["train_acc"].min(), interpolation_acc, lower_is_better=False, what="min final train accuracy", name="interpolated"),
-            replicate.not_at_boundary(d["T"].min(), *t_bounds, what="min T*"), replicate.not_at_boundary(d["T"].max(), *t_bounds, what="max T*")]
+            replicate.not_at_boundary(np.log(d["T"].min()), *log_bounds, what="min log T*"),
+            replicate.not_at_boundary(np.log(d["T"].max()), *log_bounds, what="max log T*")]
 
 
 for a, d in per_arch.items():
@@ -274,7 +276,7 @@ replicate.record(
     statement="temperature scaling leaves accuracy unchanged",
     paper="Guo et al. 2017", paper_value="accuracy unchanged by construction (T > 0 keeps the arg-max)",
     values=same, outcome=replicate.k_of_n_rule(same, len(same)), kind="demonstration",
-    guards=[replicate.not_at_boundary(df["T"].min(), *t_bounds, what="min T*")],
+    guards=[replicate.not_at_boundary(np.log(df["T"].min()), *log_bounds, what="min log T*")],
     measured="; ".join(f"{a}: acc {stats.format_mean_std(d['acc_before'])}% -> {stats.format_mean_std(d['acc_after'])}%" for a, d in per_arch.items()),
 )
 tracking.log_metrics({"wall_time_s": time.time() - t_start})

@@ -4,13 +4,13 @@ training to DPO-loss targets."""
 from __future__ import annotations
 
 import copy
-import math
 
 import numpy as np
 import pytest
 import torch
 
 from lossbook.alignment import compliance as cp
+from lossbook.alignment import progress
 from lossbook.alignment import refusal as rw
 from lossbook.alignment.preference import PreferenceConfig, clone_policy
 from lossbook.alignment.world import SyntheticWorld, WorldConfig, multi_token_preference_data
@@ -120,33 +120,19 @@ def _pairs(world: SyntheticWorld, n: int = 12) -> list[dict]:
     return [{"prompt": p, "chosen": rw.refusal_response(world, cfg, p, rng), "rejected": rw.compliance_response(world, p, rng)} for p in ps]
 
 
-def test_dpo_loss_at_reference_is_ln2(world: SyntheticWorld, model: GPT) -> None:
-    from lossbook.alignment.preference import evaluate_logps
-
+def test_snapshot_rows_read_a_progress_run(world: SyntheticWorld, model: GPT) -> None:
+    """`snapshot_rows` over `progress.train_to_targets`: a reached target is profiled at its t*, an unreachable
+    one at the cap; the class shares of every row sum to 1."""
     data = multi_token_preference_data(world, _pairs(world))
-    ref = evaluate_logps(model, data)
-    assert cp.dpo_loss_on(model, data, ref, beta=0.1) == pytest.approx(math.log(2), abs=1e-9)
-
-
-def test_train_to_targets_snapshots_and_stops(world: SyntheticWorld, model: GPT) -> None:
-    from lossbook.alignment.preference import evaluate_logps
-
-    data = multi_token_preference_data(world, _pairs(world))
-    cfg = PreferenceConfig(loss="dpo", beta=0.1, lr=3e-3, optimizer="rmsprop", steps=60)
+    prompts = [p["prompt"] for p in _pairs(world, 4)]
     torch.manual_seed(0)
-    run = cp.train_to_targets(clone_policy(model), copy.deepcopy(model), data, cfg, [0.6, 0.5, 0.66])
-    ts = [run.t_star[t] for t in (0.66, 0.6, 0.5)]
-    assert all(t is not None for t in ts) and ts == sorted(ts)
-    assert len(run.dpo_loss) == ts[-1] + 1  # stopped at the last (smallest) target
-    ref = evaluate_logps(model, data)
-    for t, step in run.t_star.items():
-        assert run.dpo_loss[step] <= t and all(x > t for x in run.dpo_loss[:step])
-        assert cp.dpo_loss_on(cp.load_state(model, run.snapshots[t]), data, ref, 0.1) == pytest.approx(run.dpo_loss[step], abs=1e-6)
-    # an unreachable target: the run goes to the cap and reports None; the curve has cap + 1 points
-    short = cp.train_to_targets(clone_policy(model), copy.deepcopy(model), data, PreferenceConfig(loss="dpo", beta=0.1, lr=1e-6, optimizer="rmsprop", steps=4), [0.1])
-    assert short.t_star[0.1] is None and not short.reached(0.1) and len(short.dpo_loss) == 5
-    rows = cp.snapshot_rows(model, short, world, [p["prompt"] for p in _pairs(world, 4)], n_samples=2, max_new_tokens=5, temperature=1.0, seed=0)
+    run = progress.train_to_targets(clone_policy(model), copy.deepcopy(model), data, PreferenceConfig(loss="dpo", beta=0.1, lr=3e-3, optimizer="rmsprop", steps=60),
+                                    [0.66, 0.6], dpo_beta=0.1)
+    rows = cp.snapshot_rows(model, run, world, prompts, n_samples=2, max_new_tokens=5, temperature=1.0, seed=0)
+    assert [r["reached"] for r in rows] == [True, True] and rows[0]["t_star"] <= rows[1]["t_star"]
+    assert all(r["dpo_loss"] <= r["target"] for r in rows)
+    short = progress.train_to_targets(clone_policy(model), copy.deepcopy(model), data, PreferenceConfig(loss="dpo", beta=0.1, lr=1e-6, optimizer="rmsprop", steps=4),
+                                      [0.1], dpo_beta=0.1)
+    rows = cp.snapshot_rows(model, short, world, prompts, n_samples=2, max_new_tokens=5, temperature=1.0, seed=0)
     assert len(rows) == 1 and rows[0]["t_star"] == 4 and not rows[0]["reached"]
-    assert sum(rows[0][k] for k in cp.CLASSES) == pytest.approx(1.0)
-    with pytest.raises(ValueError):
-        cp.train_to_targets(clone_policy(model), model, data, PreferenceConfig(batch_size=4), [0.5])
+    assert all(sum(r[k] for k in cp.CLASSES) == pytest.approx(1.0) for r in rows)

@@ -20,27 +20,23 @@ refusal"), so responses are classified by the refusal world's grammar (`lossbook
   * "hedge"      — well-formed, answer ∈ DISAGREE \\ REFUSAL_TOKENS (Maybe, Perhaps: neither).
 
 `first_token_masses` reads where the next-token mass at the first response position sits (refusal tokens,
-agreeing tokens, hedges, non-answer tokens). `train_to_targets` runs `preference.train_preference` and
-snapshots the policy at the first step whose DPO loss on the run's own pairs is ≤ each pre-registered target
-(the book's progress protocol, `lossbook.alignment.progress`), stopping once the last target is reached.
+agreeing tokens, hedges, non-answer tokens). `snapshot_rows` profiles the policies a
+`progress.train_to_targets` run kept at each pre-registered DPO-loss target (the book's progress protocol).
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch import Tensor
 
-from lossbook.alignment.preference import PreferenceConfig, evaluate_logps, train_preference
+from lossbook.alignment.progress import policy_at, read_step
 from lossbook.alignment.refusal import REFUSAL_TOKENS
-from lossbook.alignment.world import AGREE, BECAUSE, DISAGREE, PreferenceData, SyntheticWorld
+from lossbook.alignment.world import AGREE, BECAUSE, DISAGREE, SyntheticWorld
 
 CLASSES = ("refusal", "compliance", "hedge", "malformed")
 """The four kinds of response (see the module docstring); shares over them sum to 1."""
@@ -104,75 +100,6 @@ def first_token_masses(model: nn.Module, world: SyntheticWorld, prompts: Sequenc
     return {k: float(probs[:, ids].sum(1).mean()) for k, ids in groups.items()}
 
 
-def dpo_loss_on(policy: nn.Module, data: PreferenceData, ref: Mapping[str, Tensor], beta: float) -> float:
-    """Mean DPO loss −log σ(β[(ln π(y+) − ln π_ref(y+)) − (ln π(y−) − ln π_ref(y−))]) of `policy` on `data`
-    (Rafailov et al. 2023), with the reference log-probs `ref` of `evaluate_logps`; no gradients."""
-    cur = evaluate_logps(policy, data)
-    margin = beta * ((cur["chosen_logps"] - ref["chosen_logps"]) - (cur["rejected_logps"] - ref["rejected_logps"]))
-    return float(F.softplus(-margin.double()).mean())
-
-
-class _AllReached(Exception):
-    """Raised by the `train_to_targets` callback to end training once the last target is reached."""
-
-
-@dataclass
-class TargetRun:
-    """A run of `train_to_targets`: `dpo_loss` [steps run + 1] (the DPO loss on the run's pairs before each update,
-    and after the last one), `snapshots` {target: state_dict of the policy at the first step with DPO loss ≤
-    target}, `t_star` {target: that step, None if the cap came first} and `final` (the state at the cap or at the
-    last target)."""
-
-    dpo_loss: list[float]
-    snapshots: dict[float, dict[str, Tensor]]
-    t_star: dict[float, int | None]
-    final: dict[str, Tensor]
-
-    def reached(self, target: float) -> bool:
-        return self.t_star.get(target) is not None
-
-
-def train_to_targets(policy: nn.Module, reference: nn.Module, data: PreferenceData, cfg: PreferenceConfig, targets: Sequence[float], *,
-                     device: str | torch.device = "cpu") -> TargetRun:
-    """Full-batch preference training (`train_preference` with `cfg`, `cfg.steps` = the step cap) of `policy` in
-    place, with the DPO loss (`dpo_loss_on`, β = `cfg.beta`, whatever `cfg.loss` is: for DPO + SFT it is the DPO
-    part) measured before every update; the policy is snapshotted at the first step with DPO loss ≤ each of
-    `targets`, and training stops when the smallest target is reached (Razin et al. 2025 train one epoch; a step
-    count does not transfer across scales, training progress does)."""
-    if cfg.batch_size is not None:
-        raise ValueError("train_to_targets reads the DPO loss of full-batch training; use batch_size=None")
-    dev = torch.device(device)
-    d = data.to(dev)
-    ref = evaluate_logps(reference.to(dev), d)
-    todo = sorted({float(t) for t in targets}, reverse=True)
-    run = TargetRun([], {}, {t: None for t in todo}, {})
-
-    def state() -> dict[str, Tensor]:
-        return {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}
-
-    def check(step: int, _m: dict[str, Any]) -> None:
-        loss = dpo_loss_on(policy, d, ref, cfg.beta)
-        run.dpo_loss.append(loss)
-        for t in [t for t in todo if run.t_star[t] is None and loss <= t]:
-            run.t_star[t], run.snapshots[t] = step, state()
-        if all(run.t_star[t] is not None for t in todo):
-            raise _AllReached
-
-    try:
-        train_preference(policy, reference, d, cfg, device=dev, callback=check)  # its last record is after the last update
-    except _AllReached:
-        pass
-    run.final = state()
-    return run
-
-
-def load_state(model: nn.Module, state: Mapping[str, Tensor]) -> nn.Module:
-    """A deep copy of `model` with `state` loaded, in eval mode (a snapshot of `TargetRun`)."""
-    m = copy.deepcopy(model)
-    m.load_state_dict(dict(state))
-    return m.eval()
-
-
 def response_profile(model: nn.Module, world: SyntheticWorld, prompts: Sequence[Sequence[int]], *, n_samples: int, max_new_tokens: int,
                      temperature: float, seed: int, device: str | torch.device = "cpu") -> dict[str, float]:
     """`class_shares` of `n_samples` seeded samples per prompt (`refusal.sample_responses` at `temperature`; the
@@ -187,14 +114,14 @@ def response_profile(model: nn.Module, world: SyntheticWorld, prompts: Sequence[
     return out
 
 
-def snapshot_rows(base: nn.Module, run: TargetRun, world: SyntheticWorld, prompts: Sequence[Sequence[int]], *, n_samples: int,
+def snapshot_rows(base: nn.Module, run: Mapping[str, Any], world: SyntheticWorld, prompts: Sequence[Sequence[int]], *, n_samples: int,
                   max_new_tokens: int, temperature: float, seed: int, device: str | torch.device = "cpu") -> list[dict[str, Any]]:
-    """One row per target of `run`: `target`, `reached`, `t_star` (the step; the cap when not reached),
-    `dpo_loss` there, and the `response_profile` of the snapshot (of the state at the cap when not reached)."""
+    """One row per target of a `progress.train_to_targets` run: `target`, `reached`, `t_star` (the step; the cap
+    when not reached), `dpo_loss` there, and the `response_profile` of the policy kept there (`progress.policy_at`)."""
     rows = []
-    for t, ts in run.t_star.items():
-        m = load_state(base, run.snapshots[t] if ts is not None else run.final).to(device)
-        step = ts if ts is not None else len(run.dpo_loss) - 1
-        prof = response_profile(m, world, prompts, n_samples=n_samples, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, device=device)
-        rows.append({"target": t, "reached": ts is not None, "t_star": step, "dpo_loss": float(run.dpo_loss[step]), **prof})
+    for t, ts in run["t_star"].items():
+        step = read_step(run, t)
+        prof = response_profile(policy_at(run, t, base).to(device), world, prompts, n_samples=n_samples, max_new_tokens=max_new_tokens,
+                                temperature=temperature, seed=seed, device=device)
+        rows.append({"target": t, "reached": ts is not None, "t_star": step, "dpo_loss": float(run["dpo_loss"][step]), **prof})
     return rows
