@@ -137,3 +137,23 @@ def test_budget_curves_plots_one_line_per_method() -> None:
     fig = plots.budget_curves(df, ["a", "b"], teacher_acc=0.9)
     ax = fig.axes[0]
     assert len(ax.lines) >= 2 and "teacher 90.0%" in ax.get_title() and [t.get_text() for t in ax.get_xticklabels()] == ["25", "50", "100"]
+
+
+def test_t2_gradient_norms_scale_as_inverse_T_squared() -> None:
+    # a linear student z = W x: the soft-target gradient in W is X^T (p_s^T − p_t^T) / (T B), which tends to
+    # X^T (z̄_s − z̄_t) / (C T² B) (Hinton et al. eq. 4); its norm times T² tends to that limit's norm
+    g = torch.Generator().manual_seed(0)
+    x, zt = torch.randn(64, 5, generator=g), 3 * torch.randn(64, 4, generator=g)
+    y = torch.randint(0, 4, (64,), generator=g)
+    lin = torch.nn.Linear(5, 4, bias=False)
+    with torch.no_grad():
+        lin.weight.normal_(generator=g)
+    tab = rep.t2_gradient_norms(lin, x, y, zt, [1.0, 10.0, 1e3, 1e4])
+    zs = lin(x).detach()
+    limit = ((zs - zs.mean(1, keepdim=True)) - (zt - zt.mean(1, keepdim=True))).t() @ x / (4 * 64)
+    assert tab.loc[1e4, "|grad soft|"] * 1e8 == pytest.approx(limit.norm().item(), rel=1e-3)
+    assert rep.loglog_slope([1e3, 1e4], tab.loc[[1e3, 1e4], "|grad soft|"]) == pytest.approx(-2.0, abs=1e-3)
+    hard = torch.autograd.grad(torch.nn.functional.cross_entropy(lin(x), y), [lin.weight])[0].norm().item()
+    assert tab["|grad hard|"].iloc[0] == pytest.approx(hard)
+    assert tab.loc[10.0, "rel. contribution"] == pytest.approx(100 * tab.loc[10.0, "rel. contribution unscaled"])
+    assert rep.loglog_slope([1, 2, 4], [3, 12, 48]) == pytest.approx(2.0)

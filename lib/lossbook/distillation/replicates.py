@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -95,12 +95,25 @@ def run_replicates(
     log_prefix: str = "",
     progress: bool = True,
     models: dict[tuple[str, int], nn.Module] | None = None,
+    stacked: bool = False,
+    epoch_callback: Callable[..., Any] | None = None,
     **kw: Any,
 ) -> tuple[pd.DataFrame, dict[tuple[str, int], Fit]]:
     """Every method on every replicate, each distilling from its replicate's teacher (``run_methods`` with
     ``seeds=[replicate.seed]``; ``kw``: batch_size, optimizer, weight_decay, schedule, final_frac, device).
     Returns the runs' rows (with ``data_seed``) and their ``Fit``s keyed by (method, seed); pass a dict as
-    ``models`` to receive the trained students (final weights) under the same keys."""
+    ``models`` to receive the trained students (final weights) under the same keys.
+
+    ``stacked``: train all (method, replicate) runs at once as one ``StackedMLP``
+    (``distillation.stacked.train_stacked``; the same initial student per replicate, made by ``make_student``
+    after ``repro.seed_everything(seed)`` as ``run_methods`` does, the same batch orders); every student must
+    be an MLP or a ``DualHeadStudent`` of one architecture. ``epoch_callback`` goes to ``train_stacked``.
+    """
+    if epoch_callback is not None and not stacked:
+        raise ValueError("epoch_callback needs stacked=True (the one-at-a-time path takes no callback)")
+    if stacked:
+        return _run_stacked(replicates, methods, make_student=make_student, epochs=epochs, lr=lr, log_prefix=log_prefix,
+                            models=models, epoch_callback=epoch_callback, progress=progress, **kw)
     frames, results = [], {}
     for r in replicates:
         df, res, ms = run_methods(r.split, methods, make_student=make_student, teacher_logits=r.teacher_train_logits, seeds=[r.seed],
@@ -110,6 +123,35 @@ def run_replicates(
         if models is not None:
             models.update(ms)
     return pd.concat(frames, ignore_index=True), results
+
+
+def _run_stacked(replicates: Sequence[Replicate], methods: Mapping[str, LossSpec], *, make_student: Callable[[], nn.Module], epochs: int,
+                 lr: float, log_prefix: str, models: dict | None, epoch_callback: Callable[..., Any] | None, progress: bool, **kw: Any
+                 ) -> tuple[pd.DataFrame, dict[tuple[str, int], Fit]]:
+    from lossbook import repro
+    from lossbook.distillation.stacked import StackedJob, train_stacked
+    from lossbook.tracking import MetricLogger
+
+    keys, jobs = [], []
+    for r in replicates:
+        repro.seed_everything(r.seed)
+        init = make_student()
+        for name, spec in methods.items():
+            keys.append((name, r))
+            jobs.append(StackedJob(r.split, spec, r.teacher_train_logits, r.seed, init,
+                                   MetricLogger(prefix=f"{log_prefix}{name}/seed{r.seed}/", every=500)))
+    fits, final = train_stacked(jobs, epochs=epochs, lr=lr, epoch_callback=epoch_callback, progress=progress, **kw)
+    rows, results = [], {}
+    for j, ((name, r), f) in enumerate(zip(keys, fits, strict=True)):
+        results[(name, r.seed)] = f
+        if models is not None:
+            m = make_student()
+            m.load_state_dict(final.state_dict_of(j))
+            models[(name, r.seed)] = m
+        rows.append({"method": name, "seed": r.seed, "test_acc": f.test_acc, "final_test_acc": f.final_test_acc, "best_val_acc": f.best_val_acc,
+                     "train_acc": f.at_best("train_acc"), "best_epoch": f.best_epoch, "epochs": epochs, "seconds": f.seconds, "stacked": len(jobs),
+                     "data_seed": -1 if r.data_seed is None else r.data_seed, **{f"spec.{k}": v for k, v in asdict(methods[name]).items()}})
+    return pd.DataFrame(rows), results
 
 
 def budget_sweep(
@@ -220,3 +262,35 @@ def settled_guard(budget_df: pd.DataFrame, a: str, b: str, budget: int, metric: 
     ok = np.sign(g_half) == np.sign(g_full) and g_full != 0
     return replicate.Guard(f"settled_{a}_vs_{b}", bool(ok), f"mean {a} − {b}: {100 * g_half:+.2f} pp at {half} epochs, {100 * g_full:+.2f} pp at {budget}",
                            "" if ok else f"a longer budget (e.g. {2 * budget} epochs): the ordering still changes with the budget")
+
+
+def t2_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, teacher_logits: torch.Tensor, temperatures: Sequence[float]) -> pd.DataFrame:
+    """Hinton et al. (2015) §2: "Since the magnitudes of the gradients produced by the soft targets scale as 1/T²
+    it is important to multiply them by T² when using both hard and soft targets."  Measured in the student's
+    parameters θ at its current weights (eval mode, batch means over ``x``), per temperature T:
+
+    * ``|grad soft|``  = ‖∇_θ KL(p_t^T ‖ p_s^T)‖ (the soft-target term without T²; ∝ 1/T² once T ≫ the logits,
+      from ∂KL/∂z_s = (p_s^T − p_t^T)/T ≈ (z̄_s − z̄_t)/(C·T²), their eq. 4),
+    * ``|grad hard|``  = ‖∇_θ CE(z_s, y)‖ (independent of T),
+    * ``rel. contribution`` = T²·|grad soft| / |grad hard| and ``rel. contribution unscaled`` = |grad soft| / |grad hard|.
+    """
+    from lossbook.distillation.losses import kd_loss
+
+    was = model.training
+    model.eval()
+    params = [p for p in model.parameters() if p.requires_grad]
+    z = model(x)
+    hard = torch.cat([g.reshape(-1) for g in torch.autograd.grad(torch.nn.functional.cross_entropy(z, y), params, retain_graph=True)]).norm().item()
+    rows = []
+    for t in temperatures:
+        kl = kd_loss(z, teacher_logits, float(t)) / float(t) ** 2  # KL alone: kd_loss carries the T² factor
+        soft = torch.cat([g.reshape(-1) for g in torch.autograd.grad(kl, params, retain_graph=True)]).norm().item()
+        rows.append({"T": float(t), "|grad soft|": soft, "|grad hard|": hard, "rel. contribution": t**2 * soft / hard,
+                     "rel. contribution unscaled": soft / hard})
+    model.train(was)
+    return pd.DataFrame(rows).set_index("T")
+
+
+def loglog_slope(t: Sequence[float] | np.ndarray, v: Sequence[float] | np.ndarray) -> float:
+    """Least-squares slope of log v on log t (the exponent a of v ∝ t^a)."""
+    return float(np.polyfit(np.log(np.asarray(t, float)), np.log(np.asarray(v, float)), 1)[0])
