@@ -59,13 +59,18 @@ def point_size(model: dict[str, Any], vocab_size: int) -> dict[str, float]:
     return {"N": counts["non_embedding"], "N_total": counts["total"], "flops_per_token": fpt}
 
 
+def stream_seed(data: dict[str, Any], train_seed: int) -> int:
+    """The seed of a `tasks` point's training stream (or pool): one per (data seed, train seed) pair."""
+    return int(data.get("data_seed", data["seed"])) * 7919 + int(train_seed)
+
+
 def _train_point(cfg: dict[str, Any]) -> dict[str, Any]:
     data, mcfg, tr = cfg["data"], cfg["model"], cfg["train"]
     repro.seed_everything(tr["seed"])
     if data["kind"] == "tasks":
         src = task_language(data)
         V = src.vocab_size
-        stream = data.get("data_seed", data["seed"]) * 7919 + tr["seed"]
+        stream = stream_seed(data, tr["seed"])
         if data.get("unique_tokens"):  # repetition without shift: a fixed pool of the same source, reshuffled every epoch
             get_batch = src.repeat_batch_fn(tr["batch_size"], mcfg["block_size"], int(data["unique_tokens"]), seed=stream)
         else:
