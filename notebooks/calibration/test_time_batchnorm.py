@@ -35,7 +35,7 @@
 # pre-registered α; the α grid is only shown, never used to pick α on the test split.
 #
 # **Here, at CPU scale.** MNIST-1D (Greydanus 2020, generated, never downloaded) and a 1-D CNN with a
-# BatchNorm1d after each of its three convolutions (`lossbook.models.cnn1d_bn.CNN1DBN`), trained with
+# BatchNorm1d after each of its three convolutions (`lossbook.models.cnn1d.CNN1D(batchnorm=True)`), trained with
 # Adam on clean signals. The shifted test sets are `lossbook.calibration.posthoc.corrupt_signals` at
 # severities {0, 0.5, 1, 1.5, 2} (random circular shift of up to ±4·s samples, an amplitude factor in
 # [1 − 0.3s, 1 + 0.3s], additive Gaussian noise of std 0.3·s·std(x)). The shuffled test split is fed in
@@ -75,7 +75,7 @@ epochs = 60  # Adam epochs on clean signals; in [1, inf)
 lr = 3.0e-3  # Adam peak learning rate; > 0
 schedule = "cosine"  # LR schedule of train.loop.fit ("cosine" anneals to 0 so the final model has converged; "constant" keeps lr)
 batch_size = 128  # training mini-batch size; in [1, inf)
-channels = 32  # CNN1DBN channels per convolution; in [1, inf)
+channels = 32  # CNN channels per convolution; in [1, inf)
 n_train = 0  # 0 means the whole training split, a positive value caps it (smoke profile); in [0, inf)
 severities = [0.0, 0.5, 1.0, 1.5, 2.0]  # corrupt_signals severities; the last is "the top severity"; each in [0, inf)
 test_batch_sizes = [1, 4, 16, 128]  # consecutive test batches of this many signals; the largest is "large", 1 and 4 "small"; each in [1, inf)
@@ -109,7 +109,7 @@ from tqdm.auto import tqdm
 from lossbook.calibration import test_time_bn as ttbn
 from lossbook.calibration.posthoc import corrupt_signals
 from lossbook.data.classification import load_dataset
-from lossbook.models.cnn1d_bn import CNN1DBN
+from lossbook.models.cnn1d import CNN1D
 from lossbook.train.loop import fit, predict_logits
 
 dev = repro.get_device(device)
@@ -137,7 +137,7 @@ rows, abl_rows, fits, demo = [], [], {}, []
 for seed in tqdm(seeds, desc="replicates"):
     repro.seed_everything(seed)
     split = load_dataset(dataset, seed=seed, data_seed=seed, n_train=n_train or None, num_samples=num_samples)
-    model = CNN1DBN(split.input_shape[-1], split.n_classes, channels=channels)
+    model = CNN1D(split.input_shape[-1], split.n_classes, channels=channels, batchnorm=True)
     fits[seed] = fit(model, split, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=dev, schedule=schedule,
                      logger=tracking.MetricLogger(prefix=f"seed{seed}/"), progress=False)
     g = torch.Generator().manual_seed(seed)

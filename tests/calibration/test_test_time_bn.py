@@ -10,13 +10,13 @@ import torch
 from torch import nn
 
 from lossbook.calibration import test_time_bn as ttbn
-from lossbook.models.cnn1d_bn import CNN1DBN
+from lossbook.models.cnn1d import CNN1D
 
 
-def _trained_model(seed: int = 0) -> CNN1DBN:
-    """A CNN1DBN whose running statistics are far from (0, 1): a few train-mode forwards on shifted inputs."""
+def _trained_model(seed: int = 0) -> CNN1D:
+    """A BN CNN1D whose running statistics are far from (0, 1): a few train-mode forwards on shifted inputs."""
     torch.manual_seed(seed)
-    m = CNN1DBN(40, 10, channels=8, hidden=16)
+    m = CNN1D(40, 10, channels=8, hidden=16, batchnorm=True)
     m.train()
     with torch.no_grad():
         for _ in range(5):
