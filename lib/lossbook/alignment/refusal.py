@@ -15,7 +15,7 @@ refusals.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -323,36 +323,45 @@ def gold_pairs(world: SyntheticWorld, cfg: RefusalConfig, prompts: Sequence[Sequ
     ]
 
 
-def refusal_sft_model(
-    world: SyntheticWorld, base: nn.Module, cfg: RefusalConfig, base_key: dict, *, device: str | torch.device = "cpu", progress: bool = False,
+def sft_on_responses(
+    base: nn.Module, examples: Callable[[], tuple[list[list[int]], list[list[int]]]], pad_id: int, *, seed: int, steps: int, lr: float,
+    batch: int, kind: str, key: dict, device: str | torch.device = "cpu", progress: bool = False,
 ) -> tuple[nn.Module, dict]:
-    """Safety-SFT of a copy of `base` on `refusal_sft_examples` (CE on response tokens only, AdamW, constant lr,
-    `lossbook.train.lm.train_lm`), cached by (`base_key`, `cfg`) under kind `refusal_sft`. Returns (model on CPU,
-    eval mode; history {"loss", "wall_s"})."""
+    """SFT of a copy of `base` on the (prompts, responses) that `examples()` builds (CE on response tokens only,
+    AdamW, constant lr, `lossbook.train.lm.train_lm`, batches drawn with replacement), cached by `key` under
+    `kind`. Returns (model on CPU, eval mode; history {"loss", "wall_s"})."""
     import copy
-    from dataclasses import asdict
 
     from lossbook.cache import cached
     from lossbook.repro import seed_everything
     from lossbook.train.lm import train_lm
 
-    key = {"base": base_key, "refusal": asdict(cfg), "version": 2}
-
     def build() -> dict:
-        seed_everything(cfg.seed)
-        ps, rs = refusal_sft_examples(world, cfg)
-        ids, labels = sequence_tensors(ps, rs, world.pad_id)
-        g = torch.Generator().manual_seed(cfg.seed)
+        seed_everything(seed)
+        ids, labels = sequence_tensors(*examples(), pad_id)
+        g = torch.Generator().manual_seed(seed)
 
         def get_batch(step: int) -> tuple[Tensor, Tensor]:
-            idx = torch.randint(0, ids.shape[0], (cfg.sft_batch,), generator=g)
+            idx = torch.randint(0, ids.shape[0], (batch,), generator=g)
             return ids[idx], labels[idx]
 
         m = copy.deepcopy(base)
-        h = train_lm(m, get_batch, steps=cfg.sft_steps, lr=cfg.sft_lr, weight_decay=0.0, schedule="constant", device=device, progress=progress, log_every=10)
+        h = train_lm(m, get_batch, steps=steps, lr=lr, weight_decay=0.0, schedule="constant", device=device, progress=progress, log_every=10)
         return {"state": {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}, "history": {"loss": h["loss"], "wall_s": h["wall_s"]}}
 
-    art = cached("refusal_sft", key, build)
+    art = cached(kind, key, build)
     model = copy.deepcopy(base).cpu()
     model.load_state_dict(art["state"])
     return model.eval(), art["history"]
+
+
+def refusal_sft_model(
+    world: SyntheticWorld, base: nn.Module, cfg: RefusalConfig, base_key: dict, *, device: str | torch.device = "cpu", progress: bool = False,
+) -> tuple[nn.Module, dict]:
+    """Safety-SFT of a copy of `base` on `refusal_sft_examples` (`sft_on_responses`), cached by (`base_key`, `cfg`)
+    under kind `refusal_sft`. Returns (model on CPU, eval mode; history {"loss", "wall_s"})."""
+    from dataclasses import asdict
+
+    return sft_on_responses(base, lambda: refusal_sft_examples(world, cfg), world.pad_id, seed=cfg.seed, steps=cfg.sft_steps, lr=cfg.sft_lr,
+                            batch=cfg.sft_batch, kind="refusal_sft", key={"base": base_key, "refusal": asdict(cfg), "version": 2},
+                            device=device, progress=progress)

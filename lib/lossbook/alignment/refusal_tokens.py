@@ -30,7 +30,6 @@ concepts, one per category); the world's vocabulary is fixed by its pretraining,
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -42,7 +41,7 @@ from torch import Tensor
 
 from lossbook.alignment import refusal as rw
 from lossbook.alignment.compliance import classify_response
-from lossbook.alignment.world import SyntheticWorld, sequence_tensors
+from lossbook.alignment.world import SyntheticWorld
 
 CONTROL_WORDS = ("Would", "you", "say", ":")
 """Reused (unused-in-responses) tokens: [refuse_0], [refuse_1], [refuse_2], [respond]."""
@@ -128,30 +127,10 @@ def token_sft_examples(world: SyntheticWorld, cfg: TokenConfig) -> tuple[list[li
 
 
 def token_sft_model(world: SyntheticWorld, base: nn.Module, cfg: TokenConfig, base_key: dict, *, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """SFT of a copy of `base` on `token_sft_examples`, exactly as `refusal.refusal_sft_model` (CE on response
-    tokens, AdamW, constant lr, `train_lm`), cached under kind `refusal_token_sft`. Returns (model, {"loss", "wall_s"})."""
-    from lossbook.cache import cached
-    from lossbook.repro import seed_everything
-    from lossbook.train.lm import train_lm
-
-    def build() -> dict:
-        seed_everything(cfg.seed)
-        ps, rs, _ = token_sft_examples(world, cfg)
-        ids, labels = sequence_tensors(ps, rs, world.pad_id)
-        g = torch.Generator().manual_seed(cfg.seed)
-
-        def get_batch(step: int) -> tuple[Tensor, Tensor]:
-            idx = torch.randint(0, ids.shape[0], (cfg.sft_batch,), generator=g)
-            return ids[idx], labels[idx]
-
-        m = copy.deepcopy(base)
-        h = train_lm(m, get_batch, steps=cfg.sft_steps, lr=cfg.sft_lr, weight_decay=0.0, schedule="constant", device=device, progress=False, log_every=10)
-        return {"state": {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}, "history": {"loss": h["loss"], "wall_s": h["wall_s"]}}
-
-    art = cached("refusal_token_sft", {"base": base_key, "tokens": asdict(cfg), "version": 1}, build)
-    model = copy.deepcopy(base).cpu()
-    model.load_state_dict(art["state"])
-    return model.eval(), art["history"]
+    """SFT of a copy of `base` on `token_sft_examples`, exactly as `refusal.refusal_sft_model` (`refusal.sft_on_responses`),
+    cached under kind `refusal_token_sft`. Returns (model, {"loss", "wall_s"})."""
+    return rw.sft_on_responses(base, lambda: token_sft_examples(world, cfg)[:2], world.pad_id, seed=cfg.seed, steps=cfg.sft_steps, lr=cfg.sft_lr,
+                            batch=cfg.sft_batch, kind="refusal_token_sft", key={"base": base_key, "tokens": asdict(cfg), "version": 1}, device=device)
 
 
 class FirstPositionBias(nn.Module):
