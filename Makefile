@@ -8,18 +8,26 @@ TORCH_PIP ?=
 NOTEBOOK ?=
 PROFILE ?= default
 PARAMS ?=
+BOOK_PROFILE ?=
+SITE_DIR ?= site
+BOOK_PORT ?= 8000
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lossbook-installed
 LAB_STAMP := $(VENV)/.lossbook-lab-installed
+SERVER_HOST ?= 127.0.0.1
+SERVER_PORT ?= 5050
+PG_PORT ?= 5433
 
 export CUBLAS_WORKSPACE_CONFIG ?= :4096:8
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR ?= false
 export PYTHONWARNINGS ?= ignore::FutureWarning
 
-.PHONY: setup run list lab ui test lint report book sweep clean distclean help
+.PHONY: setup run list lab ui test lint report book book-run book-serve sweep server clean distclean help
 help:
 	@echo "make run NOTEBOOK=<name> [PROFILE=smoke|default|full] [PARAMS=\"seed=3 epochs=5\"]"
-	@echo "make test | list | lab | ui | report | book [PROFILE=...] | lint | clean | distclean"
+	@echo "make test | list | lab | ui | report | lint | clean | distclean"
+	@echo "make sweep NOTEBOOK=<name> GRID=\"beta=0.05,0.1 seed=0,1\" [WORKERS=2] [ADDRESS=ray://...] | server [SERVER_HOST=0.0.0.0]"
+	@echo "make book [BOOK_PROFILE=smoke] | book-run [PROFILE=...] | book-serve [BOOK_PORT=8000]   (the book site, site/)"
 
 setup: $(STAMP)
 
@@ -48,14 +56,31 @@ run: $(STAMP)
 list: $(STAMP)
 	@$(BIN)/lossbook list
 
+# Ray: WORKERS points at once (default all CPUs; 0 = one by one without Ray), ADDRESS=auto|ray://head:10001 a cluster.
 sweep: $(STAMP)
-	$(BIN)/lossbook sweep $(NOTEBOOK) --profile $(PROFILE) --grid "$(GRID)"
+	@test -n "$(NOTEBOOK)" -a -n "$(GRID)" || { echo 'usage: make sweep NOTEBOOK=<name> GRID="beta=0.05,0.1 seed=0,1,2" [PROFILE=...] [WORKERS=2] [ADDRESS=ray://...]'; exit 2; }
+	$(BIN)/lossbook sweep $(NOTEBOOK) --profile $(PROFILE) --grid "$(GRID)" $(if $(WORKERS),--workers $(WORKERS)) $(if $(ADDRESS),--address $(ADDRESS))
+
+# A team tracking server: PostgreSQL (data in .server/postgres, port PG_PORT on 127.0.0.1) behind mlflow on
+# SERVER_HOST:SERVER_PORT, artifacts in .server/artifacts served by mlflow. Others: MLFLOW_TRACKING_URI=http://<host>:<port>.
+server: $(STAMP)
+	$(BIN)/python -m lossbook.server --dir $(CURDIR)/.server --host $(SERVER_HOST) --port $(SERVER_PORT) --pg-port $(PG_PORT)
 
 report: $(STAMP)
-	$(BIN)/lossbook report
+	$(BIN)/lossbook report $(if $(BOOK_PROFILE),--profile $(BOOK_PROFILE))
 
+# The book site: site/ from the store (latest finished non-smoke run per notebook; BOOK_PROFILE=smoke shows smoke
+# runs instead). book-run runs every notebook under PROFILE first and shows those runs.
 book: $(STAMP)
-	$(BIN)/lossbook book --profile $(PROFILE)
+	$(BIN)/lossbook book --out $(SITE_DIR) $(if $(BOOK_PROFILE),--profile $(BOOK_PROFILE))
+
+book-run: $(STAMP)
+	$(BIN)/lossbook book --run --profile $(PROFILE) --out $(SITE_DIR)
+
+book-serve:
+	@test -f $(SITE_DIR)/index.html || { echo "no $(SITE_DIR)/index.html yet: make book first"; exit 2; }
+	@echo "the book at http://127.0.0.1:$(BOOK_PORT)/ (Ctrl-C stops it)"
+	$(PYTHON) -m http.server $(BOOK_PORT) --bind 127.0.0.1 --directory $(SITE_DIR)
 
 $(LAB_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)" -e ".[dev,lab]" -c requirements/constraints.txt

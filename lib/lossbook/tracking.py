@@ -52,9 +52,19 @@ def _experiment_tags() -> dict[str, str]:
     return {**EXPERIMENT_KIND, f"mlflow.sharedViewState.{VIEW_KEY}": json.dumps(VIEW_STATE, separators=(",", ":"))}
 
 
+def experiment_page(exp_id: str, base: str) -> str:
+    """An experiment's runs list in the MLflow UI's model-training view with the book's columns.
+
+    MLflow 3.17's UI ignores the experiment tag `mlflow.experimentKind` when it picks a view: the view is the
+    address's `workflowType` (else the browser's last choice, GenAI in a fresh browser), and the saved columns
+    (`viewStateShareKey`) are read on the runs page only, so both go into a `/runs` address.
+    """
+    return f"{base}/#/experiments/{exp_id}/runs?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}"
+
+
 def ui_url(family: str, base: str = "http://127.0.0.1:5000") -> str:
     """The family's runs list in the MLflow UI with the book's columns: profile, notebook, verdict counts."""
-    return f"{base}/#/experiments/{experiment_id(family)}?viewStateShareKey={VIEW_KEY}"
+    return experiment_page(experiment_id(family), base)
 
 
 def __getattr__(name: str) -> Any:  # `tracking.mlflow` / `tracking.MlflowClient` still work, imported on first use
@@ -215,6 +225,10 @@ def environment(with_torch: bool = False) -> tuple[dict[str, str], dict[str, str
         "python_version": platform.python_version(),
         "platform": platform.platform(),
     }
+    if status:  # what the dirty tree differs by: same commit and same sha = same code (a sweep's resume reads it)
+        import hashlib
+
+        tags["git_diff_sha"] = hashlib.sha256(_git("diff", "HEAD").encode()).hexdigest()[:16]
     if with_torch:
         tags.update(device_tags())
     else:
@@ -258,11 +272,49 @@ def create_run(notebook: str, family: str, profile: str, params: Mapping[str, An
     tags, texts = environment(with_torch)
     tags.update({"notebook": notebook, "family": family, "profile": profile, "verdicts": "(running)"})
     tags.update(extra_tags or {})
+    tags.update(env_run_tags())
     run = client.create_run(experiment_id(family), tags=tags, run_name=run_name(notebook, profile, params))
     rid = run.info.run_id
     client.update_run(rid, name=run_name(notebook, profile, params, rid))
     flat = flatten({k: v for k, v in params.items() if k != "mlflow_run_id"})
     items = list(flat.items())
+    for i in range(0, len(items), 100):
+        client.log_batch(rid, params=[mlflow.entities.Param(k, v) for k, v in items[i : i + 100]])
+    for path, text in texts.items():
+        client.log_text(rid, text, path)
+    return rid
+
+
+RUN_TAGS_ENV = "LOSSBOOK_RUN_TAGS"
+"""A JSON object of extra tags `create_run` gives the run (how `lossbook sweep` tags a point's run with its parent,
+point and attempt while the point runs the plain `lossbook run`); unset: no extra tags."""
+
+
+def env_run_tags() -> dict[str, str]:
+    """The tags in `LOSSBOOK_RUN_TAGS` ({} when unset or empty)."""
+    import json
+
+    text = os.environ.get(RUN_TAGS_ENV, "").strip()
+    return {str(k): str(v) for k, v in json.loads(text).items()} if text else {}
+
+
+def git_commit() -> str:
+    """The checkout's HEAD commit ("" outside git)."""
+    return _git("rev-parse", "HEAD").strip()
+
+
+def create_parent_run(family: str, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+    """Create (not start) a run that groups others (a sweep): environment tags (commit, dirty flag, diff sha),
+    `tags`, flattened `params`; no `notebook` or `profile` tag, so no search for a notebook's runs (the book's
+    latest run per notebook, `tags.profile = ...` filters) ever picks it.
+    Its children carry `mlflow.parentRunId` = its id (the UI nests them under it). Returns its id."""
+    mlflow = _mlflow()
+    client = configure()
+    env_tags, texts = environment()
+    run = client.create_run(experiment_id(family), tags={**env_tags, "family": family, **tags}, run_name=name)
+    rid = run.info.run_id
+    client.update_run(rid, name=f"{name}-{rid[:8]}")
+    items = list(flatten(params).items())
     for i in range(0, len(items), 100):
         client.log_batch(rid, params=[mlflow.entities.Param(k, v) for k, v in items[i : i + 100]])
     for path, text in texts.items():

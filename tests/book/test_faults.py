@@ -162,7 +162,8 @@ def test_experiments_open_as_model_training_and_runs_carry_list_columns(isolated
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     view = json.loads(exp.tags["mlflow.sharedViewState.lossbook"])  # the runs list's columns, opened by ui_url
     assert view["selectedColumns"][:3] == ["tags.`profile`", "tags.`notebook`", "tags.`verdicts`"]
-    assert tracking.ui_url("calibration").endswith(f"/#/experiments/{exp.experiment_id}?viewStateShareKey=lossbook")
+    assert tracking.ui_url("calibration").endswith(
+        f"/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning&viewStateShareKey=lossbook")
     rid = tracking.create_run("trivial", "calibration", "smoke", {"seed": 0})
     claims = [{"verdict": "reproduced", "meaningful": False}, {"verdict": "inconclusive", "meaningful": False},
               {"verdict": "reproduced", "meaningful": False}, {"verdict": "demonstrated", "meaningful": False}]

@@ -2,7 +2,7 @@
 
 Layers, bottom to top: machinery core (params, tracking, cache, repro, stats, registry, plotting, claims,
 replicate) -> engine (data, models -> optim -> train) -> families (alignment, distillation, calibration,
-scaling); the front end (cli, runner, report) sits on the machinery core. No module imports one above it,
+scaling); the front end (cli, runner, report, site, compare) sits on the machinery core. No module imports one above it,
 the import graph has no cycle, and a family uses another family only through the public modules
 allowlisted here (never a trainer or a world). Notebooks hold prose, parameters and calls: no def longer
 than 5 lines.
@@ -20,7 +20,7 @@ from lossbook import REPO_ROOT
 LIB = REPO_ROOT / "lib" / "lossbook"
 FAMILIES = ("alignment", "distillation", "calibration", "scaling")
 ENGINE_ORDER = {"data": 0, "models": 0, "optim": 1, "train": 2}
-FRONT = ("cli", "runner", "report")
+FRONT = ("cli", "runner", "report", "site", "compare")
 CROSS_FAMILY_ALLOWED: set[tuple[str, str]] = set()
 """(importing family, imported module) pairs allowed across families, e.g. ("distillation", "calibration.metrics")."""
 MAX_NOTEBOOK_DEF_LINES = 5
