@@ -218,7 +218,7 @@ def main() -> dict[str, Any]:
                 return median_row(rows, kind, k, d, mode)
 
             base, fast, ref = med("one/default"), med("one/fast"), med("ref")
-            entries = [("one/default", 1, base), ("one/fast", 1, fast)] + [("one/compiled", 1, med("one/compiled"))] * a.compile
+            entries = [("one/default", 1, base), ("one/fast", 1, fast)] + ([("one/compiled", 1, med("one/compiled"))] if a.compile else [])
             entries += [("ref/gpt2", 1, ref)] + [("stack", k, med("stack", k)) for k in ks if k > 1]
             for name, k, r in entries:
                 table.append({"mode": mode, "d": d, "rows": name, "K": k, "tokens_per_cpu_s": r["tokens_per_cpu_s"], "tokens_per_wall_s": r["tokens_per_wall_s"],

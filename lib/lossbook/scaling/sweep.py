@@ -15,6 +15,11 @@ tokens (a control variate that removes the eval sample's luck; same shift for ev
 {"kind": "shakespeare", val_fraction, unique_tokens} — random windows from the first `unique_tokens` training
 characters (repetition), validation on the held-out tail. (The first-order Markov source the notebooks used
 before issue 16 is gone: its table lives in the embeddings, so it cannot show a law in non-embedding N.)
+
+Opt-in speed path: a config with "fast": `train.lm.fast_options(d_model, device)` (exact GELU, fused AdamW, bf16
+where it pays) trains with those kernels; the options are part of the config, hence of the cache key. Configs
+without the key (every notebook before issue 16 item 6) train and hash exactly as before. The Chinchilla
+notebook's annealed IsoFLOP endpoints come from `scaling.wsd_sweep` (trunks + cooldown branches).
 """
 
 from __future__ import annotations
@@ -89,12 +94,14 @@ def _train_point(cfg: dict[str, Any]) -> dict[str, Any]:
     else:
         raise ValueError(f"unknown corpus kind {data['kind']!r}; expected 'tasks' or 'shakespeare'")
     torch.manual_seed(tr["seed"])
-    model = GPT(model_config(mcfg, V))
+    fast = cfg.get("fast") or {"model": {}, "train": {}}  # opt-in speed path (`fast_options`); absent: today's kernels and key
+    model = GPT(model_config(mcfg, V), **fast["model"])
     n_evals = int(tr.get("n_evals", 8))
     every = max(tr["steps"] // n_evals, 1)
     hist = train_lm(model, get_batch, steps=tr["steps"], lr=tr["lr"], weight_decay=tr.get("weight_decay", 0.1), schedule=tr.get("schedule", "cosine"),
                     warmup=tr.get("warmup", 0), grad_clip=1.0, device=cfg.get("device", "cpu"), progress=False,
-                    eval_fn=lambda s: {"val_loss": evaluate_lm(model, val_batches, cfg.get("device", "cpu"))}, eval_every=every, log_every=max(tr["steps"] // 100, 1))
+                    eval_fn=lambda s: {"val_loss": evaluate_lm(model, val_batches, cfg.get("device", "cpu"))}, eval_every=every, log_every=max(tr["steps"] // 100, 1),
+                    **fast["train"])
     val = hist["eval"][-1]["val_loss"]
     fpt = hist["flops_per_token"]
     res = {

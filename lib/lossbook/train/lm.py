@@ -6,6 +6,12 @@ matrices only, as nanoGPT/GPT-2), a cosine/WSD/constant LR schedule with linear 
 clipping, optional autocast and torch.compile. It logs loss, lr, tokens, FLOPs, tokens/s and achieved FLOP/s
 through a `tracking.MetricLogger` (whose NaN check sees "loss") and returns the history as a dict of lists.
 
+Segments, for constant-LR trunks with cooldown branches (Hägele et al. 2024): `steps` is the schedule's end step
+and `start_step` its first, so `train_lm(m, gb, steps=S, start_step=s0, optimizer_state=ck["optimizer"],
+schedule="wsd")` on a model loaded from a checkpoint `ck` taken at s0 by a constant-LR trunk
+(`checkpoint_at=[s0]`) runs the last S − s0 steps of one WSD run of S steps: the same LRs, the same batches
+`get_batch(step)` (global step indices), the same optimizer moments, hence the same weights (tested bitwise).
+
 Many tiny models (`train_lm_stacked`): K same-shape GPTs as one `models.gpt.StackedGPT`, each trained exactly as
 `train_lm` would train it alone (own data, own clipping norm, optionally its own LR), in one step of batched
 matmuls. Speed, measured by `benchmarks/lm_throughput.py` (one thread, 2-layer GPT, head dim 16, T = 32, 32
@@ -21,8 +27,9 @@ defaults are today's kernels, bitwise.
 
 from __future__ import annotations
 
+import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -85,6 +92,21 @@ def fast_options(d_model: int, device: str | torch.device = "cpu") -> dict[str, 
     return {"model": {"gelu": "exact", "attn_fp32": dev.type == "cpu"}, "train": {"fused": True, "dtype": "bfloat16" if bf16 else "float32"}}
 
 
+def _snapshot(model: nn.Module, opt: torch.optim.Optimizer, step: int) -> dict[str, Any]:
+    """A checkpoint after `step` completed steps: CPU copies of the model and optimizer state dicts."""
+    sd = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return {"step": step, "model": sd, "optimizer": copy.deepcopy(opt.state_dict())}
+
+
+def _check_segment(start_step: int, steps: int, checkpoint_at: Sequence[int]) -> list[int]:
+    if not 0 <= start_step <= steps:
+        raise ValueError(f"start_step must be in [0, steps={steps}], got {start_step}")
+    bad = [c for c in checkpoint_at if not start_step <= c <= steps]
+    if bad:
+        raise ValueError(f"checkpoint_at steps {bad} lie outside this segment [{start_step}, {steps}]")
+    return sorted(set(int(c) for c in checkpoint_at))
+
+
 def _flops_per_token(model: nn.Module, seq_len: int) -> float:
     m = getattr(model, "_orig_mod", model)
     if hasattr(m, "flops_per_token"):
@@ -114,6 +136,9 @@ def train_lm(
     log_every: int = 1,
     schedule_kwargs: dict[str, Any] | None = None,
     fused: bool = False,
+    start_step: int = 0,
+    optimizer_state: dict[str, Any] | None = None,
+    checkpoint_at: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Train `model` for `steps` AdamW steps; return the history.
 
@@ -125,6 +150,12 @@ def train_lm(
     the last step; its values are logged and stored under `eval/<key>` in the history. `fused=True` (opt-in; the
     default keeps today's kernels, bitwise) uses torch's fused AdamW and the foreach global-norm clip: the same
     update up to floating-point rounding, with fewer small ops per step (see `benchmarks/lm_throughput.py`).
+
+    Segments (module docstring): the loop runs global steps `start_step` … `steps` − 1 (the schedule's horizon stays
+    `steps`), after loading `optimizer_state` (an `optimizer.state_dict()`, e.g. a checkpoint's) when given;
+    `checkpoint_at` lists global steps s in [start_step, steps] at which the state after s completed steps is
+    kept in `hist["checkpoints"][s]` = {"step", "model", "optimizer"} (CPU copies). tokens/flops count this
+    segment's steps. The defaults (0, None, ()) are the whole run, as before.
 
     A non-finite loss raises `tracking.NonFiniteLossError` naming the step (the logger's guard,
     `MetricLogger.check_finite`). Returns {"step", "loss", "lr", "grad_norm", "tokens", "flops", "tokens_per_s",
@@ -139,11 +170,15 @@ def train_lm(
     model.to(dev)
     model.train()
     opt = make_optimizer(model, "adamw", lr, weight_decay=weight_decay, betas=betas, decay_matrices_only=True, fused=True if fused else None)
+    if optimizer_state is not None:
+        opt.load_state_dict(optimizer_state)
+    ckpts = _check_segment(start_step, steps, checkpoint_at)
     clip_kw: dict[str, Any] = {"foreach": True} if fused else {}
     fwd = torch.compile(model) if compile else model
     skw = dict(schedule_kwargs or {})
     hist: dict[str, Any] = {k: [] for k in ("step", "loss", "lr", "grad_norm", "tokens", "flops", "tokens_per_s", "flops_per_s")}
     hist["eval"] = []
+    saved: dict[int, dict[str, Any]] = {}
     tokens = 0
     flops = 0.0
     fpt: float | None = None
@@ -161,9 +196,11 @@ def train_lm(
         if logger is not None:
             logger.log(step, **{f"eval/{k}": float(v) for k, v in res.items() if isinstance(v, (int, float))})
 
-    bar = tqdm(range(steps), disable=not progress, desc="train_lm", leave=False)
+    bar = tqdm(range(start_step, steps), disable=not progress, desc="train_lm", leave=False)
     loss_val = float("nan")
     for step in bar:
+        if ckpts and ckpts[0] == step:
+            saved[ckpts.pop(0)] = _snapshot(model, opt, step)
         x, y = get_batch(step)
         x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
         if fpt is None:
@@ -198,6 +235,10 @@ def train_lm(
                 bar.set_postfix(loss=f"{loss_val:.4f}", refresh=False)
         if eval_every > 0 and (step + 1) % eval_every == 0 and step != steps - 1:
             run_eval(step + 1)
+    if ckpts:
+        saved[ckpts.pop(0)] = _snapshot(model, opt, steps)
+    if checkpoint_at:
+        hist["checkpoints"] = saved
     run_eval(steps)
     if logger is not None:
         logger.flush()
@@ -261,6 +302,9 @@ def train_lm_stacked(
     progress: bool = True,
     log_every: int = 1,
     schedule_kwargs: dict[str, Any] | None = None,
+    start_step: int = 0,
+    optimizer_state: dict[str, Any] | None = None,
+    checkpoint_at: Sequence[int] = (),
 ) -> list[dict[str, Any]]:
     """Train the K models of a `models.gpt.StackedGPT` at once, each exactly as `train_lm` would train it alone.
 
@@ -273,7 +317,9 @@ def train_lm_stacked(
     exact because an AdamW step is linear in the LR given the parameters and moments (θ' = θ − η·(λθ + m̂/(√v̂+ε)),
     the moments do not depend on η): the stack steps at the largest LR η_max, then moves model k to
     θ + (η_k/η_max)·(θ' − θ) (`torch.lerp`). `eval_fn(step) -> [K dicts]`. A non-finite loss of any model
-    raises `tracking.NonFiniteLossError` naming the step and the model.
+    raises `tracking.NonFiniteLossError` naming the step and the model. `start_step`, `optimizer_state` and
+    `checkpoint_at` run a segment as in `train_lm`; checkpoints (the whole stack's state) are in the first
+    history's "checkpoints".
 
     Returns K histories with `train_lm`'s keys; tokens and FLOPs are model k's own, and tokens_per_s /
     flops_per_s are model k's tokens over the stack's wall time (the stack's throughput is their sum).
@@ -294,6 +340,9 @@ def train_lm_stacked(
     scale = None if min(lrs) == peak else torch.tensor([v / peak for v in lrs], device=dev)
     opt = make_optimizer(model.matrices(), "adamw", peak, weight_decay=weight_decay, betas=betas, fused=True if fused else None)
     opt.add_param_group({"params": model.gains(), "weight_decay": 0.0})
+    if optimizer_state is not None:
+        opt.load_state_dict(optimizer_state)
+    ckpts = _check_segment(start_step, steps, checkpoint_at)
     params = list(model.parameters())
     skw = dict(schedule_kwargs or {})
     keys = ("step", "loss", "lr", "grad_norm", "tokens", "flops", "tokens_per_s", "flops_per_s")
@@ -314,8 +363,11 @@ def train_lm_stacked(
         for h, r in zip(hists, res):
             h["eval"].append({"step": step, **r})
 
+    saved: dict[int, dict[str, Any]] = {}
     losses = torch.full((K,), float("nan"))
-    for step in tqdm(range(steps), disable=not progress, desc=f"train_lm_stacked[{K}]", leave=False):
+    for step in tqdm(range(start_step, steps), disable=not progress, desc=f"train_lm_stacked[{K}]", leave=False):
+        if ckpts and ckpts[0] == step:
+            saved[ckpts.pop(0)] = _snapshot(model, opt, step)
         x, y = get_batch(step)
         x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
         if fpt is None:
@@ -362,6 +414,10 @@ def train_lm_stacked(
                     h[k].append(v)
         if eval_every > 0 and (step + 1) % eval_every == 0 and step != steps - 1:
             run_eval(step + 1)
+    if ckpts:
+        saved[ckpts.pop(0)] = _snapshot(model, opt, steps)
+    if checkpoint_at:
+        hists[0]["checkpoints"] = saved
     run_eval(steps)
     wall = time.perf_counter() - t_start
     for j, h in enumerate(hists):
