@@ -37,6 +37,9 @@
 #   spread across depths with total parameters is ≥ 2× the spread with non-embedding N (t-CI of the mean
 #   ratio above 2). (3) *E is the entropy*: the fitted E is within ±0.02 nats of the source's Bayes loss H
 #   (t-CI of the mean E − H inside [−0.02, 0.02]). The fitted α against the source's s − 1 is exploratory.
+#   (4) *secondary, larger vocabulary*: rule (2) on a variant whose code alphabet has `vocab_code_alphabet` tokens
+#   (the same law, the same H), widths `vocab_widths`, guarded by the embedding share of total parameters
+#   (mean ≥ `vocab_min_embed_share`) and by its own budget ablation (the widest deep model at the longest factor).
 
 # %% tags=["parameters"]
 mlflow_run_id = ""  # injected by the runner; empty when run by hand -> the notebook starts its own run
@@ -66,6 +69,9 @@ trend_p = 0.05  # rule 1: residual slope and curvature in log N must have p > tr
 collapse_ratio = 2.0  # rule 2: spread(total N) / spread(non-embedding N) must exceed this; in [1, inf)
 e_tol = 0.02  # rule 3: |E - H| within this many nats; in [0, inf)
 n_boot = 200  # bootstrap resamples for the CIs of the pooled fit; in [1, inf)
+vocab_code_alphabet = 256  # larger-vocabulary variant: code tokens (vocabulary = this + n_symbols), so embeddings are a large share of N_total; in [1, inf)
+vocab_widths = [8, 16, 32]  # widths of the variant (both depths, every seed); in [1, inf)
+vocab_min_embed_share = 0.4  # guard: the variant's mean embedding share of total parameters must reach this; in [0, 1]
 
 # %%
 import time
@@ -100,8 +106,8 @@ tracking.log_metrics({"entropy_rate": src0.entropy_rate(), "entropy_mc": h_mc, "
 # Each point is cached by its config hash and logged as a child run (`lossbook.scaling.sweep.run_point`).
 
 # %%
-def point(seed: int, L: int, d: int, n_steps: int) -> dict:
-    cfg = {"data": {**lang, "seed": seed}, "model": {"n_layer": L, "d_model": d, "n_head": max(1, d // 16), "block_size": block_size},
+def point(seed: int, L: int, d: int, n_steps: int, data: dict | None = None) -> dict:
+    cfg = {"data": {**(data or lang), "seed": seed}, "model": {"n_layer": L, "d_model": d, "n_head": max(1, d // 16), "block_size": block_size},
            "train": {"steps": n_steps, "batch_size": batch_size, "lr": lr, "warmup": min(warmup, n_steps // 20), "seed": seed, "n_evals": n_evals}, "device": device}
     return run_point(cfg, name=f"kaplan/s{seed}-L{L}-d{d}-steps{n_steps}")
 
@@ -277,6 +283,78 @@ verdicts["alpha_vs_source_exponent"] = replicate.record(
 )
 
 # %% [markdown]
+# ## Larger-vocabulary variant: embeddings a large share of the parameters (secondary)
+# Kaplan et al.'s depth statement has two halves: with non-embedding N depths fall on one curve, *with* total
+# parameters they do not. The second half needs the embeddings to be a sizeable share of the parameters, which
+# they are not in the main sweep. The variant keeps the law (tasks, prior, maps, ε, hence H) and spells tasks
+# with a code alphabet of `vocab_code_alphabet` tokens, so the tied embedding V·d is a large share of N_total at
+# these widths. Same budget and training as the main sweep; the widest 2-layer model gets the budget ablation.
+
+# %%
+lang_v = {**lang, "code_alphabet": vocab_code_alphabet}
+rows_v = []
+for seed in seeds:
+    for L in depths:
+        for d in vocab_widths:
+            r = point(seed, L, d, steps, lang_v)
+            rows_v.append({"seed": seed, "depth": L, "width": d, **{k: v for k, v in r.items() if not isinstance(v, dict)}})
+dfv = pd.DataFrame(rows_v)
+dfv["L"] = dfv["val_loss_adj"]
+dfv["embed_share"] = 1 - dfv["N"] / dfv["N_total"]
+big_v = dfv[dfv.seed == seeds[0]].sort_values("N").iloc[-1]
+long_v = point(seeds[0], int(big_v["depth"]), int(big_v["width"]), max(int(round(max(budget_factors) * steps)), 1), lang_v)
+conv_v = float(big_v["L"] - long_v["val_loss_adj"]) / float(dfv[dfv.seed == seeds[0]]["L"].max() - dfv[dfv.seed == seeds[0]]["L"].min())
+rep_v = []
+for seed, g in dfv.groupby("seed"):
+    f = fit_power_law(g["N"], g["L"])
+    sp_non, sp_tot = group_residual_spread(g["N"], g["L"], g["depth"], f), group_residual_spread(g["N_total"], g["L"], g["depth"])
+    rep_v.append({"seed": seed, "E": f.E, "alpha": f.alpha, "flags": "; ".join(f.flags) or "none", "fit": f, "spread_non": sp_non["spread"],
+                  "spread_total": sp_tot["spread"], "spread_ratio": sp_tot["spread"] / max(sp_non["spread"], 1e-12),
+                  "depth_offset": sp_non["group_means"][str(max(depths))] - sp_non["group_means"][str(min(depths))],
+                  "depth_offset_total": sp_tot["group_means"][str(max(depths))] - sp_tot["group_means"][str(min(depths))]})
+rep_v = pd.DataFrame(rep_v)
+tracking.log_dict(dfv.to_dict(orient="list"), "vocab_variant_sweep.json")
+print(f"variant vocabulary {vocab_code_alphabet + n_symbols} (main {code_alphabet + n_symbols}); embedding share of N_total {dfv['embed_share'].mean():.2f} "
+      f"(main {(1 - df['N'] / df['N_total']).mean():.2f}); widest model L{int(big_v['depth'])}-d{int(big_v['width'])} drops {conv_v:.3f} of the variant's "
+      f"loss range from 1x to {max(budget_factors):g}x")
+display(rep_v.drop(columns="fit").round(4))
+
+fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+for ax, col, label in [(axes[0], "N", "non-embedding parameters N"), (axes[1], "N_total", "total parameters (incl. embeddings)")]:
+    for (L, seed), g in dfv.groupby(["depth", "seed"]):
+        ax.plot(g[col], g["L"], marker="os^"[seeds.index(seed) % 3], color=f"C{depths.index(L)}", label=f"{L} layer{'s' if L > 1 else ''}" if seed == seeds[0] else None)
+    ax.axhline(H, color="gray", lw=1, ls=":", label="Bayes loss H")
+    ax.set_xscale("log")
+    ax.tick_params(axis="x", which="minor", labelbottom=False)
+    ax.set_xlabel(label)
+    ax.set_ylabel("validation loss (nats/token)")
+    ax.legend(fontsize=8)
+axes[0].set_title(f"vocabulary {vocab_code_alphabet + n_symbols}: lines per replicate")
+tracking.log_figure(fig, "vocab_variant_depths")
+plt.show()
+
+# %%
+guard_conv_v = replicate.progress_reached(conv_v, converge_tol, what="variant: loss drop 1x -> longest budget / loss range", name="converged_variant",
+                                          fix="more tokens per model (raise steps)")
+guard_share = replicate.progress_reached(float(dfv["embed_share"].mean()), vocab_min_embed_share, lower_is_better=False, what="mean embedding share of N_total",
+                                         name="embeddings_large_share", fix="raise vocab_code_alphabet")
+guard_fit_v = [replicate.Guard(f"{g.name}_variant_seed{s}", g.passed, g.detail, g.fix) for s, f in zip(rep_v["seed"], rep_v["fit"]) for g in fit_guards(f)]
+ratio_v = rep_v["spread_ratio"].to_numpy()
+verdicts["large_vocab_total_params_separate_depths"] = replicate.record(
+    "large_vocab_total_params_separate_depths",
+    statement=f"With embeddings a large share of the parameters (vocabulary {vocab_code_alphabet + n_symbols}), depths separate with total parameters and collapse "
+              f"with non-embedding N: spread ratio total / non-embedding >= {collapse_ratio:g}",
+    paper="Kaplan et al. 2020, Fig. 6 (left vs right)", paper_value="depths separate with total N, collapse with non-embedding N",
+    values=ratio_v, outcome=replicate.mean_ci_rule(ratio_v, collapse_ratio, "above"), guards=[guard_share, guard_conv_v, *guard_fit_v],
+    measured=f"spread ratio {np.mean(ratio_v):.2f} (per replicate {np.round(ratio_v, 2).tolist()}; main sweep {np.round(ratio, 2).tolist()})",
+    diagnosis=replicate.Diagnosis(
+        f"with non-embedding N the {max(depths)}-layer models sit {rep_v['depth_offset'].mean():+.4f} (mean log residual) from the {min(depths)}-layer ones, "
+        f"with total parameters {rep_v['depth_offset_total'].mean():+.4f}; embeddings are {100 * dfv['embed_share'].mean():.0f}% of the parameters (main sweep "
+        f"{100 * (1 - df['N'] / df['N_total']).mean():.0f}%, spread ratio {np.mean(ratio):.2f} there vs {np.mean(ratio_v):.2f} here)",
+        f"the main sweep (code alphabet {code_alphabet} vs {vocab_code_alphabet}) against this variant; the variant's budget ablation"),
+)
+
+# %% [markdown]
 # ## Discussion
 
 # %%
@@ -288,6 +366,8 @@ print(f"""* Fits: per-replicate alpha {np.round(alphas, 3).tolist()} (pooled {po
   (guard <= {converge_tol}); per depth the widest model dropped {({k: round(v, 4) for k, v in drop.items()})} nats.
 * Shape: held-out error {np.round(ho_err, 3).tolist()} of the excess loss (rule < {holdout_tol}); residual curvature p-values
   {rep['p_curvature'].round(3).tolist()}.
-* Depths: spread ratio total/non-embedding {np.round(ratio, 2).tolist()} (rule > {collapse_ratio}).
+* Depths: spread ratio total/non-embedding {np.round(ratio, 2).tolist()} (rule > {collapse_ratio}); with vocabulary {vocab_code_alphabet + n_symbols}
+  (embeddings {100 * dfv['embed_share'].mean():.0f}% of the parameters vs {100 * (1 - df['N'] / df['N_total']).mean():.0f}%) {np.round(ratio_v, 2).tolist()}; the deep
+  models' offset from the shallow ones at equal non-embedding N {rep['depth_offset'].mean():+.4f} (main) and {rep_v['depth_offset'].mean():+.4f} (variant).
 * Verdicts: {', '.join(f"{k}: {v.get('passed')}" for k, v in verdicts.items())}.
 * This run: {wall:.0f} s wall, {cpu:.0f} s CPU in the notebook process (cached points cost nothing).""")
