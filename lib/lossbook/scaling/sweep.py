@@ -116,7 +116,7 @@ def _train_point(cfg: dict[str, Any]) -> dict[str, Any]:
     return res
 
 
-def _log_child(name: str, cfg: dict[str, Any], res: dict[str, Any]) -> None:
+def log_child(name: str, cfg: dict[str, Any], res: dict[str, Any]) -> None:
     import mlflow
     from mlflow.entities import Metric, Param
 
@@ -151,7 +151,7 @@ def run_point(cfg: dict[str, Any], name: str | None = None, refresh: bool = Fals
     res = cached("scaling_point", cfg, build, refresh=refresh)
     if not fresh["hit"]:
         m = cfg["model"]
-        _log_child(name or f"L{m['n_layer']}-d{m['d_model']}-steps{cfg['train']['steps']}", cfg, res)
+        log_child(name or f"L{m['n_layer']}-d{m['d_model']}-steps{cfg['train']['steps']}", cfg, res)
     return res
 
 
