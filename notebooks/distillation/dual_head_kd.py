@@ -23,7 +23,8 @@
 # the budget). Three replicates at `default` (the GA methods cost two backward passes per batch) to fit the CPU
 # budget. The runs of one architecture and budget train at once as one stacked model (`distillation.stacked`;
 # each run equals its one-at-a-time run to float rounding, except the dropout masks of the nonlinear auxiliary
-# head, drawn differently from the same distribution). Rules are 95% Student-t CIs over replicates of paired differences:
+# head, drawn differently from the same distribution), cut into `workers` stacks that train in parallel
+# processes, one per CPU core (bitwise the same runs as one stack, the auxiliary head's dropout masks aside). Rules are 95% Student-t CIs over replicates of paired differences:
 # 1. *Ordering:* CE+BinaryKL (one head) − CE and − BinaryKL both below 0 → reproduced; either above 0 → not
 #    reproduced; otherwise inconclusive.
 # 2. *DHKD* (released CIFAR options: nonlinear auxiliary head, gradient alignment): DHKD − CE and DHKD − KD both
@@ -74,6 +75,7 @@ conflict_window = [0.25, 0.5]  # claim 3 reads the cosines averaged over this fr
 threads = 1  # torch intra-op CPU threads; 1 is fastest for tiny models, 0 keeps the torch default; in [0, inf)
 device = "auto"  # "auto" | "cpu" | "cuda" | "mps"
 stacked = True  # train the runs of one budget and architecture as one stacked model (distillation.stacked; needed for the cosines along training)
+workers = 2  # processes each stack is split over (the second core; bitwise the same runs, see distillation.stacked); in [1, inf)
 
 # %%
 from lossbook import tracking
@@ -102,7 +104,7 @@ repro.set_threads(threads)
 t_start = time.time()
 teacher_cfg = {"arch": teacher_arch, "arch_kwargs": {"channels": teacher_channels}, "epochs": teacher_epochs, "lr": teacher_lr,
                "weight_decay": teacher_weight_decay, "optimizer": teacher_optimizer, "schedule": "cosine"}
-train_kw = {"lr": lr, "batch_size": batch_size, "schedule": "cosine", "final_frac": final_lr_frac, "device": dev, "stacked": stacked}
+train_kw = {"lr": lr, "batch_size": batch_size, "schedule": "cosine", "final_frac": final_lr_frac, "device": dev, "stacked": stacked, "workers": workers}
 replicates = [rep.make_replicate(dataset, s, fresh_data=fresh_data, num_samples=num_samples, n_train=n_train or None,
                                  teacher=teacher_cfg, device=dev) for s in seeds]
 teachers = pd.DataFrame([{"seed": r.seed, "test_acc": r.teacher["acc"]["test"], **rep.teacher_softness(r.teacher_train_logits, r.split.y_train, (1.0, binary_kl_T))}

@@ -173,3 +173,37 @@ def test_run_replicates_stacked_equals_one_at_a_time():
     assert a["test_acc"].to_numpy() == pytest.approx(b["test_acc"].to_numpy(), abs=0.011)
     with pytest.raises(ValueError, match="stacked"):
         rep.run_replicates(reps, methods, epoch_callback=lambda *a_: [], **kw)
+
+
+def test_stacked_workers_give_the_same_runs_as_one_stack():
+    # the stack split over 2 processes: bitwise the same curves (gradient cosines included), best epochs, final weights, logged rows
+    from lossbook.tracking import MetricLogger
+
+    splits = [_blobs(seed=s) for s in (0, 1)]
+    teachers = [3 * torch.randn(200, 4, generator=torch.Generator().manual_seed(s)) for s in (0, 1)]
+    specs = [T.LossSpec("ce"), T.LossSpec("kd", ce_weight=0.1, kd_weight=0.9, T=4.0), T.LossSpec("dkd", beta=2.0, warmup_epochs=2),
+             T.LossSpec("binary_kl", T=2.0)]
+    kw = {"epochs": 3, "lr": 1e-2, "batch_size": 32, "schedule": "cosine", "final_frac": 0.0,
+          "epoch_callback": S.cosine_callback(T.LossSpec("binary_kl", T=2.0), every=2, n=64)}
+
+    def jobs():
+        return [S.StackedJob(splits[r], sp, teachers[r], seed=r, init=_mlp(r), logger=MetricLogger(to_run=False)) for r in (0, 1) for sp in specs[: 3 + r]]
+
+    one, two = jobs(), jobs()  # 7 jobs: chunks of 4 and 3 with different loss groups
+    fa, ma = S.train_stacked(one, **kw)
+    fb, mb = S.train_stacked(two, workers=2, **kw)
+    for j in range(len(one)):
+        assert fa[j].curves.keys() == fb[j].curves.keys() and fa[j].best_epoch == fb[j].best_epoch
+        for key, v in fa[j].curves.items():
+            assert torch.allclose(torch.tensor(v), torch.tensor(fb[j].curves[key]), atol=0, rtol=0, equal_nan=True), (j, key)
+        assert all(torch.allclose(v, fb[j].best_state[k_], atol=0, rtol=0) for k_, v in fa[j].best_state.items())
+        assert all(torch.allclose(v, mb.state_dict_of(j)[k_], atol=0, rtol=0) for k_, v in ma.state_dict_of(j).items())
+        assert one[j].logger.history.keys() == two[j].logger.history.keys()
+        assert [s for s, _ in two[j].logger.history["val_acc"]] == [1, 2, 3]
+    duals = [S.StackedJob(splits[0], T.LossSpec("binary_kl_norm", ce_weight=1.0, T=2.0, aux_head=True, ga=ga), teachers[0], seed=0,
+                          init=DualHeadStudent(_mlp(s), 4, nonlinear=False)) for s, ga in ((0, True), (1, False))]
+    fa, _ = S.train_stacked(duals, epochs=2, lr=1e-2, batch_size=32)
+    fb, _ = S.train_stacked(duals, epochs=2, lr=1e-2, batch_size=32, workers=2)
+    assert all(torch.allclose(torch.tensor(a.curves["train_loss"]), torch.tensor(b.curves["train_loss"]), atol=0, rtol=0) for a, b in zip(fa, fb, strict=True))
+    with pytest.raises(ValueError, match="workers"):
+        S.train_stacked(duals, epochs=1, lr=1e-2, workers=0)

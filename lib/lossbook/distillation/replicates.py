@@ -107,13 +107,16 @@ def run_replicates(
     ``stacked``: train all (method, replicate) runs at once as one ``StackedMLP``
     (``distillation.stacked.train_stacked``; the same initial student per replicate, made by ``make_student``
     after ``repro.seed_everything(seed)`` as ``run_methods`` does, the same batch orders); every student must
-    be an MLP or a ``DualHeadStudent`` of one architecture. ``epoch_callback`` goes to ``train_stacked``.
+    be an MLP or a ``DualHeadStudent`` of one architecture. ``epoch_callback`` and ``workers`` (processes the
+    stack is split over; the same runs, see ``train_stacked``) go to ``train_stacked``.
     """
     if epoch_callback is not None and not stacked:
         raise ValueError("epoch_callback needs stacked=True (the one-at-a-time path takes no callback)")
     if stacked:
         return _run_stacked(replicates, methods, make_student=make_student, epochs=epochs, lr=lr, log_prefix=log_prefix,
                             models=models, epoch_callback=epoch_callback, progress=progress, **kw)
+    if kw.pop("workers", 1) > 1:
+        raise ValueError("workers > 1 needs stacked=True (the one-at-a-time path runs in this process)")
     frames, results = [], {}
     for r in replicates:
         df, res, ms = run_methods(r.split, methods, make_student=make_student, teacher_logits=r.teacher_train_logits, seeds=[r.seed],

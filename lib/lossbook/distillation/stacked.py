@@ -12,13 +12,25 @@ each model's KD gradient off its own CE gradient (``losses.project_conflicting``
 
 Differences from ``train.loop.fit``: a non-finite loss is detected at the end of the epoch (not the batch);
 the dropout of a nonlinear auxiliary head draws its masks differently (same distribution).
+
+``workers`` > 1 uses the other CPU cores: the jobs are cut into that many contiguous chunks, each trained as its
+own stacked model in its own (spawned, reused) process at the caller's torch thread count. Model k's arithmetic
+does not involve the other models, so every job gives the same curves, best epoch and weights as in one stack
+(``tests/distillation/test_stacked.py``), except, again, the dropout masks of a nonlinear auxiliary head. Processes
+rather than intra-op threads: the students are small matmuls, and two threads on a busy machine wait on each other
+(``benchmarks/stacked_students.py --workers``).
 """
 
 from __future__ import annotations
 
+import copy
+import multiprocessing
+import pickle
+import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -142,6 +154,7 @@ def train_stacked(
     final_frac: float | None = None,
     epoch_callback: Callable[[int, StackedMLP, Tensor, Tensor, Tensor], Sequence[Mapping[str, float]]] | None = None,
     progress: bool = False,
+    workers: int = 1,
 ) -> tuple[list[Fit], StackedMLP]:
     """Train every job for ``epochs`` as one stacked model; return one ``Fit`` per job (curves train_loss,
     train_acc, [lr], val_loss, val_acc, test_loss, test_acc; best epoch by validation accuracy and the weights
@@ -151,7 +164,16 @@ def train_stacked(
     schedule is ``train.loop.fit``'s per step (``lr · lr_multiplier(schedule, t, total, 0, final_frac)``).
     ``epoch_callback(epoch, model, x_train, y_train, teacher_train)`` (stacked (K, n, ·) tensors) returns one
     dict of extra per-epoch curve values per job. ``progress``: a tqdm bar over the epochs.
+
+    ``workers`` > 1: the jobs in that many contiguous chunks, one stacked model per chunk, each in its own process
+    (the module docstring); ``epoch_callback`` must then be picklable (e.g. :func:`cosine_callback`'s), it sees each
+    chunk's model, and the jobs' loggers receive the same rows once the chunks are done.
     """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if workers > 1 and len(jobs) > 1:
+        return _train_chunks(jobs, workers, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, optimizer=optimizer,
+                             device=device, schedule=schedule, final_frac=final_frac, epoch_callback=epoch_callback)
     if schedule is not None and schedule not in SCHEDULES:
         raise ValueError(f"schedule must be None or one of {SCHEDULES}, got {schedule!r}")
     sizes = {(len(j.split.y_train), len(j.split.y_val), len(j.split.y_test)) for j in jobs}
@@ -246,6 +268,57 @@ def train_stacked(
     return fits, model
 
 
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """A spawned process pool of ``workers`` processes, kept for the next call (imports are paid once)."""
+    if workers not in _POOLS:
+        _POOLS[workers] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_sigint)
+    return _POOLS[workers]
+
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C (and a kernel's interrupt/shutdown signal to its process group) to the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _train_chunk(payload: bytes) -> bytes:
+    """Worker side of :func:`_train_chunks`: ``train_stacked`` on one chunk at the caller's threads and RNG state."""
+    jobs, kw, threads, rng = pickle.loads(payload)
+    torch.set_num_threads(threads)
+    torch.set_rng_state(rng)
+    return pickle.dumps(train_stacked(jobs, **kw))
+
+
+def _train_chunks(jobs: Sequence[StackedJob], workers: int, **kw) -> tuple[list[Fit], StackedMLP]:
+    """``train_stacked`` on ``workers`` contiguous chunks of ``jobs`` in parallel processes; the jobs' loggers get
+    each epoch's row afterwards, and the returned model stacks every job's final weights (in job order)."""
+    n = min(workers, len(jobs))
+    bounds = [round(i * len(jobs) / n) for i in range(n + 1)]
+    chunks = [list(jobs[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    threads, rng = torch.get_num_threads(), torch.get_rng_state()
+    payloads = [pickle.dumps(([replace(j, logger=None) for j in c], kw, threads, rng)) for c in chunks]
+    try:
+        outs = [pickle.loads(b) for b in _pool(workers).map(_train_chunk, payloads)]
+    except Exception:
+        _POOLS.pop(workers, None)  # a broken pool is not reused
+        raise
+    fits = [f for fs, _ in outs for f in fs]
+    finals = []
+    for c, (_, model) in zip(chunks, outs, strict=True):
+        for i, j in enumerate(c):
+            m = copy.deepcopy(j.init)
+            m.load_state_dict(model.state_dict_of(i))
+            finals.append(m)
+    for j, f in zip(jobs, fits, strict=True):
+        if j.logger is not None:
+            for e in range(len(f.curves["val_acc"])):
+                j.logger.log(e + 1, **{k: v[e] for k, v in f.curves.items()})
+            j.logger.flush()
+    return fits, StackedMLP.from_models(finals).to(kw["device"])
+
+
 def gradient_cosines(model: StackedMLP, x: Tensor, y: Tensor, zt: Tensor, spec: LossSpec, n: int = 2048) -> list[dict[str, float]]:
     """Per model, the cosine between the gradients of CE(main head) and of ``spec``'s distillation loss (on the
     auxiliary head when ``spec.aux_head``), each a batch mean over the first ``n`` examples of that model's
@@ -284,10 +357,18 @@ def gradient_cosines(model: StackedMLP, x: Tensor, y: Tensor, zt: Tensor, spec: 
 def cosine_callback(spec: LossSpec, every: int, n: int = 2048) -> Callable[[int, StackedMLP, Tensor, Tensor, Tensor], list[dict[str, float]]]:
     """An ``epoch_callback`` for :func:`train_stacked`: :func:`gradient_cosines` of CE vs ``spec``'s loss at epoch 1
     and every ``every`` epochs (NaN in between, so the curves stay one value per epoch)."""
+    return _CosineCallback(spec, every, n)
 
-    def cb(epoch: int, model: StackedMLP, x: Tensor, y: Tensor, zt: Tensor) -> list[dict[str, float]]:
-        if epoch == 1 or epoch % every == 0:
-            return gradient_cosines(model, x, y, zt, spec, n)
+
+@dataclass(frozen=True)
+class _CosineCallback:
+    """:func:`cosine_callback`'s callable, a picklable object so that ``train_stacked(workers=...)`` can ship it."""
+
+    spec: LossSpec
+    every: int
+    n: int
+
+    def __call__(self, epoch: int, model: StackedMLP, x: Tensor, y: Tensor, zt: Tensor) -> list[dict[str, float]]:
+        if epoch == 1 or epoch % self.every == 0:
+            return gradient_cosines(model, x, y, zt, self.spec, self.n)
         return [{"cos_head": float("nan"), "cos_backbone": float("nan")} for _ in range(model.k)]
-
-    return cb
