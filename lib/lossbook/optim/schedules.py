@@ -8,13 +8,17 @@
 - wsd (Hu et al. 2024 MiniCPM; Hägele et al. 2024): constant 1 until the last `decay_frac` of the run, then
   decays to `final_frac` (default 0) along `decay_shape` ∈ {linear, sqrt (1 − sqrt, Hägele's best), cosine}.
 - constant: 1 after warmup.
+- two_stage (Luo et al. 2025, arXiv 2503.12811, their "wsdcon" fitting runs): 1 until the last `decay_frac` of
+  the run, then the constant `final_frac` (default 0.3: their 3e-4 -> 9e-5) for the rest, no transition.
+- wsd with decay_shape "exp" (Luo et al.'s `wsd` runs): m = f^p over the decay, p as for the other shapes, a
+  geometric interpolation from 1 to f = `final_frac` (needs f > 0).
 """
 
 from __future__ import annotations
 
 import math
 
-SCHEDULES = ("cosine", "wsd", "constant")
+SCHEDULES = ("cosine", "wsd", "constant", "two_stage")
 
 
 def lr_multiplier(
@@ -40,6 +44,9 @@ def lr_multiplier(
         span = max(total - warmup - 1, 1)
         p = min(max((step - warmup) / span, 0.0), 1.0)
         return f + (1 - f) * 0.5 * (1 + math.cos(math.pi * p))
+    if schedule == "two_stage":
+        f = 0.3 if final_frac is None else final_frac
+        return 1.0 if step < total - max(int(round(decay_frac * total)), 1) else f
     f = 0.0 if final_frac is None else final_frac
     n_decay = max(int(round(decay_frac * total)), 1)
     start = total - n_decay
@@ -52,8 +59,12 @@ def lr_multiplier(
         g = 1 - math.sqrt(p)
     elif decay_shape == "cosine":
         g = 0.5 * (1 + math.cos(math.pi * p))
+    elif decay_shape == "exp":
+        if f <= 0:
+            raise ValueError(f"decay_shape 'exp' needs final_frac > 0, got {f}")
+        return f**p
     else:
-        raise ValueError(f"decay_shape must be linear, sqrt or cosine, got {decay_shape!r}")
+        raise ValueError(f"decay_shape must be linear, sqrt, cosine or exp, got {decay_shape!r}")
     return f + (1 - f) * g
 
 
