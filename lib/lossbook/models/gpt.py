@@ -1,9 +1,10 @@
 """A tiny decoder-only transformer (GPT-2 shape) for the alignment and scaling families.
 
-Learned absolute positions, pre-LayerNorm blocks, fused QKV, `F.scaled_dot_product_attention(is_causal=True)`,
-GELU MLP, a final LayerNorm and an (optionally tied) unembedding. `forward(idx, return_hidden=True)` also
-returns the final-LayerNorm output, which is exactly what the unembedding consumes:
-`logits == hidden @ model.unembedding().T` (+ no bias).
+Learned absolute positions, pre-LayerNorm blocks, fused QKV, `F.scaled_dot_product_attention(is_causal=True)`
+(or, opt-in, `attn="bmm"`: the same attention as two batched matmuls, `bmm_attention`), GELU MLP, a final
+LayerNorm and an (optionally tied) unembedding. `forward(idx, return_hidden=True)` also returns the
+final-LayerNorm output, which is exactly what the unembedding consumes: `logits == hidden @ model.unembedding().T`
+(+ no bias).
 
 Parameter counting follows Kaplan et al. 2020 ("Scaling Laws for Neural Language Models", §2.1 and
 Table 1): N counts *non-embedding* parameters, i.e. it excludes the token embedding (n_vocab·d_model) and
@@ -56,19 +57,51 @@ class GPTConfig:
             raise ValueError(f"bad GPTConfig: {self}")
 
 
-def attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float, fp32: bool) -> Tensor:
-    """Causal SDPA of [.., h, T, hd] heads. `fp32` (under autocast only): run the kernel in float32 — on CPU the
-    bf16 flash-attention backward is ~10x slower than the fp32 one (measured, `benchmarks/lm_throughput.py`)."""
+ATTNS = ("sdpa", "bmm")
+"""Attention kernels: "sdpa" (`F.scaled_dot_product_attention(is_causal=True)`, the default) or "bmm" (`bmm_attention`:
+the same softmax(q kᵀ/√hd + causal mask) v written as two batched matmuls; faster on a bf16 CPU under autocast)."""
+
+
+def _check_attn(attn: str) -> str:
+    if attn not in ATTNS:
+        raise ValueError(f"attn must be one of {ATTNS}, got {attn!r}")
+    return attn
+
+
+def bmm_attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0) -> Tensor:
+    """Causal attention of [.., T, hd] heads as two batched matmuls (Vaswani et al. 2017, eq. 1):
+    softmax(q kᵀ / √hd + M) v with M[i, j] = −∞ for j > i, dropout on the attention weights as SDPA's.
+    The same function as `F.scaled_dot_product_attention(q, k, v, is_causal=True)` (tested: forward and
+    gradients to fp32 rounding). On one CPU thread (T = 32, head dim 16, contiguous heads) its fp32 forward +
+    backward takes ~0.65x of the flash kernel's time, but a GPT's heads are strided views that the reshape
+    copies, so in fp32 training it measured 0.75-1.02x of SDPA's step rate (0.99-1.17x for stacked d = 32);
+    under bf16 autocast it runs the scores and the weighted sum as native bf16 matmuls and measured 1.0-1.4x
+    of the fp32 flash kernel's (`benchmarks/lm_throughput.py`, rows "+bmm")."""
+    *lead, T, hd = q.shape
+    q3, k3, v3 = q.reshape(-1, T, hd), k.reshape(-1, T, hd), v.reshape(-1, T, hd)
+    mask = torch.full((T, T), float("-inf"), device=q.device, dtype=q.dtype).triu_(1)
+    w = torch.baddbmm(mask, q3, k3.transpose(1, 2), alpha=1.0 / math.sqrt(hd)).softmax(-1)
+    if dropout_p > 0:
+        w = F.dropout(w, dropout_p)
+    return torch.bmm(w, v3).view(*lead, T, hd)
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float, fp32: bool, impl: str = "sdpa") -> Tensor:
+    """Causal attention of [.., h, T, hd] heads with kernel `impl` (`ATTNS`). `fp32` (under autocast only): run
+    the kernel in float32 — on CPU the bf16 flash-attention backward is ~10x slower than the fp32 one
+    (measured, `benchmarks/lm_throughput.py`)."""
     if fp32 and torch.is_autocast_enabled(q.device.type):
         with torch.autocast(q.device.type, enabled=False):
-            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), dropout_p=dropout_p, is_causal=True)
+            return attention(q.float(), k.float(), v.float(), dropout_p, False, impl)
+    if impl == "bmm":
+        return bmm_attention(q, k, v, dropout_p)
     return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: GPTConfig, attn_fp32: bool = False) -> None:
+    def __init__(self, cfg: GPTConfig, attn_fp32: bool = False, attn: str = "sdpa") -> None:
         super().__init__()
-        self.attn_fp32 = attn_fp32
+        self.attn_fp32, self.attn = attn_fp32, _check_attn(attn)
         self.n_head, self.d_model, self.dropout = cfg.n_head, cfg.d_model, cfg.dropout
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
@@ -81,8 +114,8 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, h, C // h).transpose(1, 2)
         k = k.view(B, T, h, C // h).transpose(1, 2)
         v = v.view(B, T, h, C // h).transpose(1, 2)
-        if self.attn_fp32:
-            y = attention(q, k, v, self.dropout if self.training else 0.0, True)
+        if self.attn_fp32 or self.attn != "sdpa":
+            y = attention(q, k, v, self.dropout if self.training else 0.0, self.attn_fp32, self.attn)
         else:  # today's call, unchanged
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
         y = y.transpose(1, 2).reshape(B, T, C)
@@ -115,10 +148,10 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """Pre-LN transformer block: x + attn(LN(x)), then x + mlp(LN(x))."""
 
-    def __init__(self, cfg: GPTConfig, gelu: str = "tanh", attn_fp32: bool = False) -> None:
+    def __init__(self, cfg: GPTConfig, gelu: str = "tanh", attn_fp32: bool = False, attn: str = "sdpa") -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
-        self.attn = CausalSelfAttention(cfg, attn_fp32)
+        self.attn = CausalSelfAttention(cfg, attn_fp32, attn)
         self.ln2 = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
         self.mlp = MLP(cfg, gelu)
 
@@ -136,17 +169,19 @@ class GPT(nn.Module):
     not a `GPTConfig` field, so configs (and the cache keys hashed from them, e.g. the alignment checkpoints')
     are unchanged; the same seed gives the same initial weights for either form. `attn_fp32=True` runs the
     attention kernel in float32 under autocast (no effect without autocast; see `attention`); default off.
+    `attn="bmm"` (opt-in; `ATTNS`) computes attention with `bmm_attention` instead of SDPA (same function,
+    different rounding); like `gelu`, a constructor argument that leaves configs and cache keys unchanged.
     """
 
-    def __init__(self, cfg: GPTConfig, *, gelu: str = "tanh", attn_fp32: bool = False) -> None:
+    def __init__(self, cfg: GPTConfig, *, gelu: str = "tanh", attn_fp32: bool = False, attn: str = "sdpa") -> None:
         super().__init__()
         _check_gelu(gelu)
         self.cfg = cfg
-        self.gelu, self.attn_fp32 = gelu, attn_fp32
+        self.gelu, self.attn_fp32, self.attn = gelu, attn_fp32, _check_attn(attn)
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.pos_emb = nn.Embedding(cfg.block_size, cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList([Block(cfg, gelu, attn_fp32) for _ in range(cfg.n_layer)])
+        self.blocks = nn.ModuleList([Block(cfg, gelu, attn_fp32, attn) for _ in range(cfg.n_layer)])
         self.ln_f = nn.LayerNorm(cfg.d_model, bias=cfg.bias)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         if cfg.tie_weights:
@@ -249,12 +284,12 @@ class StackedGPT(nn.Module):
     in distribution, not draw for draw.
     """
 
-    def __init__(self, cfg: GPTConfig, k: int, *, gelu: str = "tanh", attn_fp32: bool = False) -> None:
+    def __init__(self, cfg: GPTConfig, k: int, *, gelu: str = "tanh", attn_fp32: bool = False, attn: str = "sdpa") -> None:
         super().__init__()
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         self.approximate = _check_gelu(gelu)
-        self.cfg, self.k, self.gelu, self.attn_fp32 = cfg, k, gelu, attn_fp32
+        self.cfg, self.k, self.gelu, self.attn_fp32, self.attn = cfg, k, gelu, attn_fp32, _check_attn(attn)
         with torch.device("meta"):
             shapes = {n: p.shape for n, p in GPT(cfg).named_parameters()}  # de-duplicates the tied head
         self._keys = list(shapes)
@@ -317,7 +352,7 @@ class StackedGPT(nn.Module):
             pre = f"blocks.{i}"
             q, k_, v = self._linear(self._ln(x, f"{pre}.ln1"), f"{pre}.attn.qkv").split(d, dim=2)
             q, k_, v = (t.reshape(K * B, T, h, d // h).transpose(1, 2) for t in (q, k_, v))
-            y = attention(q, k_, v, c.dropout if self.training else 0.0, self.attn_fp32)
+            y = attention(q, k_, v, c.dropout if self.training else 0.0, self.attn_fp32, self.attn)
             y = y.transpose(1, 2).reshape(K, B * T, d)
             x = x + drop(self._linear(y, f"{pre}.attn.proj"))
             hdn = F.gelu(self._linear(self._ln(x, f"{pre}.ln2"), f"{pre}.mlp.fc"), approximate=self.approximate)
@@ -330,11 +365,11 @@ class StackedGPT(nn.Module):
 
     @classmethod
     def from_models(cls, models: list[GPT]) -> StackedGPT:
-        """Stack GPTs of one config, GELU form and `attn_fp32`; weights are copied, not shared."""
+        """Stack GPTs of one config, GELU form, `attn_fp32` and `attn`; weights are copied, not shared."""
         m0 = models[0]
-        if any(m.cfg != m0.cfg or m.gelu != m0.gelu or m.attn_fp32 != m0.attn_fp32 for m in models):
-            raise ValueError("StackedGPT stacks GPTs of one GPTConfig, one gelu form and one attn_fp32")
-        out = cls(m0.cfg, len(models), gelu=m0.gelu, attn_fp32=m0.attn_fp32)
+        if any(m.cfg != m0.cfg or m.gelu != m0.gelu or m.attn_fp32 != m0.attn_fp32 or m.attn != m0.attn for m in models):
+            raise ValueError("StackedGPT stacks GPTs of one GPTConfig, one gelu form, one attn_fp32 and one attn")
+        out = cls(m0.cfg, len(models), gelu=m0.gelu, attn_fp32=m0.attn_fp32, attn=m0.attn)
         with torch.no_grad():
             for n in out._keys:
                 t = out.p(n)
@@ -358,7 +393,7 @@ class StackedGPT(nn.Module):
         """The K models as separate `GPT`s on CPU (weights copied)."""
         out = []
         for j in range(self.k):
-            m = GPT(self.cfg, gelu=self.gelu, attn_fp32=self.attn_fp32)
+            m = GPT(self.cfg, gelu=self.gelu, attn_fp32=self.attn_fp32, attn=self.attn)
             m.load_state_dict(self.state_dict_of(j))
             out.append(m)
         return out

@@ -15,13 +15,16 @@ schedule="wsd")` on a model loaded from a checkpoint `ck` taken at s0 by a const
 Many tiny models (`train_lm_stacked`): K same-shape GPTs as one `models.gpt.StackedGPT`, each trained exactly as
 `train_lm` would train it alone (own data, own clipping norm, optionally its own LR), in one step of batched
 matmuls. Speed, measured by `benchmarks/lm_throughput.py` (one thread, 2-layer GPT, head dim 16, T = 32, 32
-sequences per model per step, tokens per CPU-second; ratios over today's default fp32 path on an AVX-512-BF16
-EPYC under load ~7): the opt-in `fast_options` (exact GELU, fused AdamW) give 1.07-1.11x at d = 32-128 in
-fp32; stacking K = 4-16 gives 1.1-1.5x in fp32 (most at small d and small per-model batches: 2.2-3.0x at 8
-sequences; none or a loss at 64×64 tokens per model, where the K-fold activations leave the cache); bf16
-autocast with the attention kernel in fp32 gives 1.1x / 1.2x / 1.9x single and 2.3x / 1.9x / 2.0x stacked
-(d = 32 / 64 / 128). `compile=True` adds 6-18% over the fast path after a 47-89 s compile (wall, under load)
-per shape: it pays back only beyond ~2e7-1e8 tokens per compiled shape. Every speed path is opt-in; the
+sequences per model per step, tokens per CPU-second, AVX-512-BF16 EPYC without AMX, load ~4; fp32 matmul peak 90
+GFLOP/s, bf16 415): the default fp32 path reaches 25 / 51 / 68 / 84% of the fp32 peak at d = 32 / 64 / 128 / 256;
+the opt-in `fast_options` (exact GELU, fused AdamW) give 1.02-1.28x in fp32; stacking K = 4-16 gives up to 1.56x at
+d = 32 (with `attn="bmm"`) and 0.9-1.2x at d = 64-256 (two runs; the K-fold activations leave the cache); bf16 autocast with
+the attention kernel in fp32 gives 1.2 / 1.3 / 2.2 / 2.9x single-model over today's fp32 path, and with the
+attention in bf16 as batched matmuls (`fast_options(..., bf16_attention=True)`), best of single and stacked, 2.5 /
+2.4 / 2.8 / 3.05x. What limits fp32 at d = 32 (profile in the benchmark's docstring): the matmuls reach only 55-90%
+of peak at these shapes and the attention kernel, GELU, cross-entropy, LayerNorm and elementwise ops cost about as
+much again. `compile=True` gave 0.90-1.15x over the fast path after a 24-59 s compile (wall, under load) per shape:
+it pays back only beyond ~1.5e7-1e9 tokens per compiled shape, or never. Every speed path is opt-in; the
 defaults are today's kernels, bitwise.
 """
 
@@ -80,16 +83,25 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def fast_options(d_model: int, device: str | torch.device = "cpu") -> dict[str, dict[str, Any]]:
+def fast_options(d_model: int, device: str | torch.device = "cpu", bf16_attention: bool = False) -> dict[str, dict[str, Any]]:
     """The opt-in speed path for a width, as keyword arguments: {"model": for `GPT`/`StackedGPT`, "train": for
     `train_lm`/`train_lm_stacked`}. Exact GELU, fused AdamW + foreach clip; bf16 autocast on CUDA, or on a CPU
     with native bf16 when d_model >= BF16_MIN_D_MODEL, with the attention kernel kept in fp32 on CPU (its bf16
     backward is the slow part there). None of this is the default: results differ from the default path by
     rounding (fused), < 1e-3 per activation (GELU) and bf16 precision (tested against fp32 in
-    tests/engine/test_lm_speed_paths.py); a caller that opts in should put these options in its cache key."""
+    tests/engine/test_lm_speed_paths.py); a caller that opts in should put these options in its cache key.
+
+    `bf16_attention=True` (opt-in; False returns exactly the options above, so existing cache keys hold): where
+    bf16 autocast is picked on a CPU, run the attention in bf16 as two batched matmuls instead of the fp32 flash
+    kernel (model options `attn="bmm"`, `attn_fp32=False`; `models.gpt.bmm_attention`): this CPU's native bf16
+    dot products make it 1.0-1.4x faster at d = 64-256 (`benchmarks/lm_throughput.py`, rows "+bmm"; tested
+    against fp32 in tests/engine/test_gpt_attn.py). No effect in fp32 or on CUDA (SDPA is the fast kernel there)."""
     dev = torch.device(device) if not isinstance(device, torch.device) else device
     bf16 = dev.type == "cuda" or (dev.type == "cpu" and d_model >= BF16_MIN_D_MODEL and cpu_has_bf16())
-    return {"model": {"gelu": "exact", "attn_fp32": dev.type == "cpu"}, "train": {"fused": True, "dtype": "bfloat16" if bf16 else "float32"}}
+    model: dict[str, Any] = {"gelu": "exact", "attn_fp32": dev.type == "cpu"}
+    if bf16_attention and bf16 and dev.type == "cpu":
+        model.update(attn="bmm", attn_fp32=False)
+    return {"model": model, "train": {"fused": True, "dtype": "bfloat16" if bf16 else "float32"}}
 
 
 def _snapshot(model: nn.Module, opt: torch.optim.Optimizer, step: int) -> dict[str, Any]:
