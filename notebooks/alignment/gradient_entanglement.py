@@ -15,29 +15,49 @@
 # **Paper:** Yuan, Zeng, Wu, Wang, Wang, Leqi (2024), "A Common Pitfall of Margin-based Language Model Alignment: Gradient Entanglement" (arXiv 2410.13828, ICLR 2025); with Yan, Miao, Li, Zhang, Xie, Deng, Yan (2024), "3D-Properties: Identifying Challenges in DPO and Charting a Path Forward" (arXiv 2406.07327, ICLR 2025).
 # **Claim:** a margin loss couples the changes of the chosen and rejected log-probs: after one step the chosen log-prob falls iff ⟨∇log π_w, ∇log π_l⟩ > ‖∇log π_w‖² (and the rejected one rises iff ⟨∇_w,∇_l⟩ > ‖∇_l‖²), which is likelier for similar pairs; and DPO drops the rejected likelihood drastically, degrades into suppression and disperses mass onto unseen responses — slowed by Flex-DPO (β⁻ ≠ β⁺) and DPO + SFT.
 #
-# **Part A — gradient entanglement (Yuan et al.).** A margin loss ℓ(log π_w − log π_l) moves θ along
+# **Part A — gradient entanglement (Yuan et al.).** Their abstract (arXiv 2410.13828v2): margin-based losses
+# "couple the change in the preferred probability to the gradient of the dispreferred one, and vice versa, often
+# preventing the preferred probability from increasing while the dispreferred one decreases, and thus causing a
+# synchronized increase or decrease in both probabilities", and gradient entanglement "becomes concerning" when "the
+# inner product of the gradients of preferred and dispreferred log-probabilities is large relative to the individual
+# gradient norms". A margin loss ℓ(log π_w − log π_l) moves θ along
 # $-\nabla\ell = c\,(\nabla_w-\nabla_l)$ with $\nabla_{w,l}=\nabla_\theta\log\pi(y_{w,l}|x)$ and, for DPO,
 # $c=\beta\sigma(-\beta\Delta)>0$. After one step of size η, to first order,
 # $\Delta\log\pi_w \approx \eta c(\|\nabla_w\|^2-\langle\nabla_w,\nabla_l\rangle)$ and
 # $\Delta\log\pi_l \approx \eta c(\langle\nabla_w,\nabla_l\rangle-\|\nabla_l\|^2)$: the chosen log-prob falls iff
 # $\langle\nabla_w,\nabla_l\rangle>\|\nabla_w\|^2$, the rejected one rises iff $\langle\nabla_w,\nabla_l\rangle>\|\nabla_l\|^2$
-# (the paper's "gradient condition"; in between, both move the same way — the "synchronized increases and
-# decreases" of the chosen and rejected log-probs in its Fig. 1 on TL;DR; the official scripts train
-# Llama-3-8B-Instruct there). The paper argues the inner product is large when the two responses share most tokens,
-# and measures the cosine of the full-parameter gradients of GPT-2 on synthetic sentiment sets named `1t`,
-# `short-suffix` and `long-suffix` (by their names: pairs differing in one token, or in a short or a long suffix; we
-# did not read the data) — official code `HumainLab/Understand_MarginPO`, `analysis/grad_plot.py`: summed response
-# log-probs, full parameters, 512 pairs per checkpoint. The paper's
-# figures give cosine curves over training, not a single number we could quote here, so the claims below state
-# directions, with thresholds fixed before running.
+# (our first-order derivation of the abstract's condition; the paper's own statement and section numbers were not
+# checked against its text; its code logs the chosen-side ratio ⟨∇_w,∇_l⟩/‖∇_w‖² as `Grad_Condition` in
+# `analysis/grad_plot.py`). In between, both move the same way. Its Fig. 1 caption (read from a third-party copy):
+# "Training dynamics of the chosen and rejected log probabilities on the TL;DR dataset (Stiennon et al., 2020) [...]
+# As the margin between the two increases, the chosen and rejected log-probabilities exhibit synchronized increases
+# and decreases per step"; the official README trains `meta-llama/Meta-Llama-3-8B-Instruct` with LoRA on TL;DR
+# (which model the figure shows was not checked). The paper argues the inner product is large when the two
+# responses share most tokens, and measures the cosine of the gradients of GPT-2 on synthetic sentiment sets; the
+# official code (`HumainLab/Understand_MarginPO`; README: "It contains three different datasets: `long-suffix`,
+# `short-suffix`, and `1t`", scripts use `long-suffix-only`, `short-suffix-only`, `1t`) SFTs GPT-2, runs DPO (lr 5e-6,
+# 1 epoch, batch 32, a checkpoint every 40 steps) and, per checkpoint, `analysis/grad_plot.py --full_parameters`
+# takes the gradients of the summed response log-probs over all parameters for 512 sampled pairs. We did not read
+# the data (a separate download): by their names, pairs differing in one token, or in a short or a long suffix. The
+# paper's figures give cosine curves over training, not a single number we could quote here, so the claims below
+# state directions, with thresholds fixed before running.
 #
-# **Part B — 3D-properties (Yan et al.).** For DPO, Cor. 1: $(\partial\ell/\partial\pi^-)/(\partial\ell/\partial\pi^+)=-\pi^+/\pi^-$,
-# so as π⁻ shrinks the push on the rejected probability dominates: a **d**rastic drop of the rejected likelihood, a
-# **d**egradation into suppression (the chosen does not rise, may fall) and a **d**ispersion of the freed mass onto
-# responses in no pair. Fixes: Flex-DPO (a separate β⁻ for the rejected log-ratio; here β⁻ < β⁺, so the gradient
-# ratio becomes −(β⁻/β⁺)π⁺/π⁻) and DPO + SFT. The paper's toy is described (in summaries we could read; we did not
-# read its exact sizes or step sizes, and no code is public) as a 3-layer MLP over 4 prompts × 10 responses in on-
-# and off-policy scenarios, then Baichuan2-13B/33B on math and instruction following.
+# **Part B — 3D-properties (Yan et al.).** Abstract (arXiv 2406.07327v2): "We identify three key properties—termed
+# 3D-properties—that emerge from DPO’s learning process: Drastic drop in rejected response likelihood, Degradation
+# into response suppression, and Dispersion effect on unseen responses." For DPO, Cor. 1:
+# $(\partial\ell/\partial\pi^-)/(\partial\ell/\partial\pi^+)=-\pi^+/\pi^-$ (the form and its §3.1 location as
+# reported by reviews; our autograd check below confirms the identity), so as π⁻ shrinks the push on the rejected
+# probability dominates. Fixes: Flex-DPO, a separate β⁻ for the rejected log-ratio, and DPO + SFT. That β⁻ < β⁺ is
+# supported by two secondary sources, not by the paper's text: an ICLR 2025 reviewer writes that "the optimal reject
+# beta is merely 0.02 lower than the chosen beta" (poem task), and a review quotes §4.3, "we fixed β⁺ and
+# systematically decreased β⁻" (Fig. 4, best near β⁻ = 0.08); the exact loss is not checked, ours is
+# −log σ(β⁺·log-ratio⁺ − β⁻·log-ratio⁻), so the gradient ratio becomes −(β⁻/β⁺)π⁺/π⁻. The paper's toy, as reviews
+# describe it (no code is public; a reviewer: "The code is not open source"): a 3-layer MLP with a softmax over 10
+# responses (4 prompts in the book's earlier notes; not found again in what we could read), tracking the chosen, rejected and unseen probabilities and their
+# gradients (Fig. 2), with four scenarios (chosen and rejected each on- or off-policy; Scenarios 1–4, in the
+# appendix); a reviewer notes that in Fig. 2 "the unseen probability at 500 epochs approaches 1", i.e. the
+# dispersion shows late in a long run, after both the chosen and the rejected fall. Then Baichuan2-13B/33B on math
+# and instruction following (poems, slogans). Sizes, step sizes and the scenarios' exact definitions were not read.
 #
 # **Here, at CPU scale.** Part A uses the book's tiny GPT (the flagship's cached persona-tiny base model, pretrained
 # and SFT'd on the synthetic persona world, `lossbook.alignment.recipes`) and the world's multi-token preference
