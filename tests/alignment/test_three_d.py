@@ -129,3 +129,45 @@ def test_free_softmax_unseen_mass_identity() -> None:
     ratio = torch.exp(z2).sum() / torch.exp(z).sum()
     assert float(ratio - 1) == pytest.approx(float(p[0] * (np.exp(g) - 1) - p[1] * (1 - np.exp(-g))))
     assert float(torch.softmax(z2, 0)[2:].sum()) == pytest.approx(float(p[2:].sum() / ratio))
+
+
+@pytest.mark.parametrize("scenario", ["chosen_off", "rejected_off"])
+def test_mixed_scenarios_put_one_side_in_the_low_half(scenario: str) -> None:
+    cfg = T3.ToyConfig(n_prompts=3, n_responses=8, hidden=16, pairs_per_prompt=2, scenario=scenario, ref_steps=50, seed=5)
+    toy = T3.make_toy(cfg)
+    assert toy.pairs.shape == (6, 3)
+    with torch.no_grad():
+        p_ref = torch.softmax(toy.reference(toy.x), -1)
+    for i in range(3):
+        rows = toy.pairs[toy.pairs[:, 0] == i]
+        low = set(torch.argsort(p_ref[i])[:4].tolist())
+        off_side, on_side = (rows[:, 1], rows[:, 2]) if scenario == "chosen_off" else (rows[:, 2], rows[:, 1])
+        assert set(off_side.tolist()) <= low and not set(on_side.tolist()) & low
+        seen = set(rows[:, 1:].reshape(-1).tolist())
+        assert len(seen) == 4 and set(torch.nonzero(~toy.unseen[i]).reshape(-1).tolist()) == seen
+    assert T3.make_toy(cfg).pairs.tolist() == toy.pairs.tolist()  # seeded (2·pairs ≤ R already gives pairs ≤ R // 2 per side)
+
+
+def test_late_phase_by_hand() -> None:
+    toy = T3.make_toy(T3.ToyConfig(n_prompts=1, n_responses=4, hidden=8, pairs_per_prompt=1, ref_steps=0, seed=0))
+    toy.pairs = torch.tensor([[0, 0, 1]])
+    toy.unseen = torch.tensor([[False, False, True, True]])
+    rise_fall = [[0.3, 0.3, 0.2, 0.2], [0.6, 0.1, 0.15, 0.15], [0.5, 0.0, 0.25, 0.25], [0.2, 0.0, 0.4, 0.4]]
+    r = T3.late_phase({"probs": np.array(rise_fall)[:, None, :]}, toy, window=0.34, tol=0.01)
+    assert r["both_fell"] and not r["plateau"] and r["late"] and r["chosen_peak_step"] == 1
+    assert r["max_move"] == pytest.approx(0.3)  # last window w = 1 step: π(y+) 0.5 → 0.2
+    still = [[0.3, 0.3, 0.2, 0.2], [0.6, 0.1, 0.15, 0.15], [0.8, 0.0, 0.1, 0.1], [0.805, 0.0, 0.0975, 0.0975]]
+    r = T3.late_phase({"probs": np.array(still)[:, None, :]}, toy, window=0.34, tol=0.01)
+    assert not r["both_fell"] and r["plateau"] and r["late"]
+    rising = [[0.3, 0.3, 0.2, 0.2], [0.5, 0.1, 0.2, 0.2], [0.7, 0.0, 0.15, 0.15], [0.9, 0.0, 0.05, 0.05]]
+    assert not T3.late_phase({"probs": np.array(rising)[:, None, :]}, toy, window=0.34, tol=0.01)["late"]
+
+
+def test_toy_replicates_methods_subset() -> None:
+    cfg = T3.ToyConfig(n_prompts=2, n_responses=6, hidden=8, pairs_per_prompt=1, ref_steps=20)
+    out = T3.toy_replicates(cfg, [0], beta=0.1, steps=10, lr=1e-2, loss_target=0.6, beta_minus=0.05, sft_weight=0.1, methods=("dpo",))
+    assert list(out["runs"]) == ["dpo"] and len(out["reads"]["dpo"]) == 1
+    full = T3.toy_replicates(cfg, [0], beta=0.1, steps=10, lr=1e-2, loss_target=0.6, beta_minus=0.05, sft_weight=0.1)
+    np.testing.assert_array_equal(out["runs"]["dpo"][0]["probs"], full["runs"]["dpo"][0]["probs"])
+    with pytest.raises(ValueError, match="dpo"):
+        T3.toy_replicates(cfg, [0], beta=0.1, steps=10, lr=1e-2, loss_target=0.6, beta_minus=0.05, sft_weight=0.1, methods=("flex_dpo",))

@@ -17,6 +17,11 @@ layers) giving logits over R responses. The reference is the MLP fitted (cross-e
 distribution ``Dir(α)``, and the policy starts at the reference. Each prompt gets ``pairs_per_prompt`` pairs of
 distinct responses, labelled by a random gold reward; *on-policy* pairs are drawn from π_ref, *off-policy* ones
 uniformly among the responses π_ref ranks lowest. Responses in no pair of a prompt are its *unseen* responses.
+The paper has four scenarios (chosen and rejected each on- or off-policy; as reviews describe them, definitions not
+read); the two mixed ones here, ``chosen_off`` (y⁺ off-, y⁻ on-policy) and ``rejected_off`` (y⁺ on-, y⁻
+off-policy), split a prompt's responses into the half π_ref ranks lowest (off-policy: drawn uniformly) and the rest
+(on-policy: drawn from π_ref renormalised on it), and label each pair by its scenario, not by the reward.
+`late_phase` says whether a long run reached the phase the paper reads dispersion in.
 """
 
 from __future__ import annotations
@@ -37,12 +42,12 @@ from lossbook.alignment.losses import PreferenceLoss
 from lossbook.models.mlp import MLP
 from lossbook.optim import make_optimizer
 
-SCENARIOS = ("on_policy", "off_policy")
+SCENARIOS = ("on_policy", "off_policy", "chosen_off", "rejected_off")
 
 
 def flex_dpo_loss(chosen_logps: Tensor, rejected_logps: Tensor, ref_chosen_logps: Tensor, ref_rejected_logps: Tensor, *,
                   beta: float, chosen_len: Tensor | None = None, rejected_len: Tensor | None = None, **kw: object) -> Tensor:
-    """Flex-DPO (Yan et al. 2024, §5): ``ℓ = −log σ(β⁺·(log π(y⁺) − log π_ref(y⁺)) − β⁻·(log π(y⁻) − log π_ref(y⁻)))``
+    """Flex-DPO (Yan et al. 2024; section not checked — reviews place it in §3.3 / §4.3): ``ℓ = −log σ(β⁺·(log π(y⁺) − log π_ref(y⁺)) − β⁻·(log π(y⁻) − log π_ref(y⁻)))``
     with β⁺ = `beta` and β⁻ = kw["beta_minus"] (default: `beta`, i.e. DPO)."""
     bm = float(kw.get("beta_minus", beta))  # type: ignore[arg-type]
     return -F.logsigmoid(beta * (chosen_logps - ref_chosen_logps) - bm * (rejected_logps - ref_rejected_logps))
@@ -119,9 +124,19 @@ def make_toy(cfg: ToyConfig) -> Toy:
     for i in range(P):
         if cfg.scenario == "on_policy":
             ys = torch.multinomial(p_ref[i], k, replacement=False, generator=g)
-        else:
+        elif cfg.scenario == "off_policy":
             low = torch.argsort(p_ref[i])[: max(k, R // 2)]
             ys = low[torch.randperm(low.numel(), generator=g)[:k]]
+        else:  # mixed: one side off-policy (the lowest half by π_ref), the other on-policy (π_ref on the rest)
+            order = torch.argsort(p_ref[i])
+            low, high = order[: R // 2], order[R // 2:]
+            off = low[torch.randperm(low.numel(), generator=g)[: cfg.pairs_per_prompt]]
+            on = high[torch.multinomial(p_ref[i][high], cfg.pairs_per_prompt, replacement=False, generator=g)]
+            yp_s, ym_s = (off, on) if cfg.scenario == "chosen_off" else (on, off)
+            unseen[i, yp_s] = False
+            unseen[i, ym_s] = False
+            rows += [(i, int(a), int(b)) for a, b in zip(yp_s, ym_s)]
+            continue
         unseen[i, ys] = False
         for j in range(0, k, 2):
             a, b = int(ys[j]), int(ys[j + 1])
@@ -179,17 +194,20 @@ def read_toy(run: dict[str, Any], toy: Toy, t: int) -> dict[str, float]:
     ``d_logp_plus`` / ``d_logp_minus`` (Δ log π(y⁺), Δ log π(y⁻)), ``rejected_share`` = −mean Δlog π⁻ /
     mean(Δlog π⁺ − Δlog π⁻) (the share of the margin gained by pushing y⁻ down; > 1 when y⁺ fell),
     ``p_plus_0/t``, ``p_minus_0/t``, ``unseen_0/t`` and ``d_unseen`` (mass on a prompt's unseen responses), and
-    ``share_chosen_fell`` (pairs whose π(y⁺) fell)."""
+    ``share_chosen_fell`` (pairs whose π(y⁺) fell). A probability that underflowed to 0 (long runs; float32 policy)
+    gives a −inf log change and a NaN share, silently; the masses stay exact."""
     P = run["probs"]
     i, yp, ym = (toy.pairs[:, k].numpy() for k in range(3))
     u = toy.unseen.numpy()
-    lp0, lpt = np.log(P[0]), np.log(P[t])
-    dp, dm = lpt[i, yp] - lp0[i, yp], lpt[i, ym] - lp0[i, ym]
+    with np.errstate(divide="ignore", invalid="ignore"):  # long runs: a float32 probability may underflow to 0
+        lp0, lpt = np.log(P[0]), np.log(P[t])
+        dp, dm = lpt[i, yp] - lp0[i, yp], lpt[i, ym] - lp0[i, ym]
+        margin = float(np.mean(dp - dm))
+        share = float(-dm.mean() / margin) if margin > 0 else float("nan")
     un0, unt = (P[0] * u).sum(-1).mean(), (P[t] * u).sum(-1).mean()
-    margin = float(np.mean(dp - dm))
     return {
         "t": int(t), "d_logp_plus": float(dp.mean()), "d_logp_minus": float(dm.mean()),
-        "rejected_share": float(-dm.mean() / margin) if margin > 0 else float("nan"),
+        "rejected_share": share,
         "p_plus_0": float(P[0][i, yp].mean()), "p_plus_t": float(P[t][i, yp].mean()),
         "p_minus_0": float(P[0][i, ym].mean()), "p_minus_t": float(P[t][i, ym].mean()),
         "unseen_0": float(un0), "unseen_t": float(unt), "d_unseen": float(unt - un0),
@@ -205,22 +223,26 @@ def mass_curves(run: dict[str, Any], toy: Toy) -> dict[str, np.ndarray]:
 
 
 def toy_replicates(cfg: ToyConfig, seeds: list[int] | tuple[int, ...], *, beta: float, steps: int, lr: float, loss_target: float,
-                   beta_minus: float, sft_weight: float, optimizer: str = "adam") -> dict[str, Any]:
+                   beta_minus: float, sft_weight: float, optimizer: str = "adam", methods: tuple[str, ...] | None = None) -> dict[str, Any]:
     """For each seed (a fresh reference, reward and pairs): DPO, Flex-DPO and DPO + SFT from the same reference,
     all read (`read_toy`) at t* = the first step where the **DPO run's** DPO loss ≤ `loss_target` (the cap
     `steps` when it never gets there; ``reached`` says which), so the three arms are compared at equal steps.
+    `methods` (default: all of TOY_LOSSES; must include "dpo") restricts the arms.
 
     Returns {"reads": {method: [read per seed]}, "reached": [bool], "t_star": [int], "min_dpo_loss": [float],
     "curves": {method: [mass_curves per seed]}, "toys": [Toy], "runs": {method: [run]}}.
     """
     from lossbook.alignment.progress import first_step_at
 
-    out: dict[str, Any] = {"reads": {m: [] for m in TOY_LOSSES}, "curves": {m: [] for m in TOY_LOSSES}, "runs": {m: [] for m in TOY_LOSSES},
+    methods = tuple(TOY_LOSSES) if methods is None else tuple(methods)
+    if "dpo" not in methods:
+        raise ValueError("methods must include 'dpo' (every arm is read at the DPO run's t*)")
+    out: dict[str, Any] = {"reads": {m: [] for m in methods}, "curves": {m: [] for m in methods}, "runs": {m: [] for m in methods},
                            "reached": [], "t_star": [], "min_dpo_loss": [], "toys": []}
     for s in seeds:
         toy = make_toy(ToyConfig(**{**asdict(cfg), "seed": int(s)}))
         runs = {m: train_toy(toy, m, beta=beta, steps=steps, lr=lr, optimizer=optimizer, beta_minus=beta_minus, sft_weight=sft_weight, seed=int(s))
-                for m in TOY_LOSSES}
+                for m in methods}
         t = first_step_at(runs["dpo"]["dpo_loss"], loss_target)
         out["reached"].append(t is not None)
         out["t_star"].append(steps if t is None else t)
@@ -276,3 +298,23 @@ def dispersion_table(splits: dict[str, list[dict[str, np.ndarray]]]) -> pd.DataF
             rows[(name, flag)] = {"prompts": int(d_un.size), "mean Δ unseen at t*": float(d_un.mean()) if d_un.size else float("nan"),
                                   "mean peak rise before t*": float(peak.mean()) if peak.size else float("nan")}
     return pd.DataFrame(rows).T.rename_axis(["setting", "π_ref(y−) > π_ref(y+)"])
+
+
+def late_phase(run: dict[str, Any], toy: Toy, *, window: float = 0.1, tol: float = 0.01) -> dict[str, Any]:
+    """Whether `run` reached the late phase Yan et al.'s toy reads dispersion in (a reviewer: "the unseen
+    probability at 500 epochs approaches 1", after the chosen and rejected probabilities fall), at its last step T.
+
+    With c(t), r(t) the mean π(y⁺), π(y⁻) over pairs (`mass_curves`): ``both_fell`` when
+    ``c(T) < max_t c(t) − tol`` and ``r(T) < max_t r(t) − tol``; ``plateau`` when no probability of any prompt moved
+    by more than `tol` over the last `window` share of the run, ``max |π_T − π_{T−w}| ≤ tol`` with
+    ``w = max(1, ⌊window·T⌋)``; ``late = both_fell or plateau``. Also returns ``max_move`` (that max) and the step of
+    the chosen peak ``chosen_peak_step``.
+    """
+    c = mass_curves(run, toy)
+    P = run["probs"]
+    T = P.shape[0] - 1
+    w = max(1, int(window * T))
+    move = float(np.abs(P[T] - P[T - w]).max())
+    both = bool(c["chosen"][-1] < c["chosen"].max() - tol and c["rejected"][-1] < c["rejected"].max() - tol)
+    return {"both_fell": both, "plateau": move <= tol, "late": both or move <= tol, "max_move": move,
+            "chosen_peak_step": int(c["chosen"].argmax())}
