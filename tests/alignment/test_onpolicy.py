@@ -159,3 +159,18 @@ def test_reference_fit_and_run_arm_spend_exactly_the_budget(tmp_path, monkeypatc
         assert budget.used(name) == 18 and out["queries"] == [0, 6, 12, 18]
         assert len(out["reward"]) == 4 and len(out["loss"]) == 6 and out["final_hist"].shape == (100,)
     assert all(torch.equal(v, ref.state_dict()[k]) for k, v in before.items())  # π_ref is never trained
+
+
+def test_paper_lrs_name_arms_and_drive_the_arms_optimizer(tmp_path, monkeypatch) -> None:
+    assert set(op.PAPER_LR) <= set(op.ARMS) and all(v > 0 for v in op.PAPER_LR.values())
+    assert op.PAPER_LR["raft"] < op.PAPER_LR["filtered_bc"] < op.PAPER_LR["ipo_online"]  # 3e-5 < 1e-4 < 1e-2 (scripts)
+    monkeypatch.setenv("LOSSBOOK_CACHE_DIR", str(tmp_path))
+    ref = op.fit_reference(op.RefConfig(response_len=3, vocab_size=100, d_model=16, n_sequences=256, steps=20, batch_size=64, lr=1e-2, seed=1))
+    prompts = op.random_prompts(32, 100, torch.Generator().manual_seed(1))
+    moved = {}
+    for lr in (1e-9, 1e-2):  # the paper's offline protocol: one round of queries, many steps on it
+        budget = op.QueryBudget(12)
+        out = op.run_arm("filtered_bc", ref, budget, 70.0, op.ArmConfig(n_prompts=4, n_samples=3, inner_steps=15, lr=lr), 0, prompts)
+        assert out["queries"] == [0, 12] and len(out["loss"]) == 15
+        moved[lr] = out["loss"][0] - out["loss"][-1]  # the same batch all 15 steps: the fall of its loss
+    assert abs(moved[1e-9]) < 1e-5 and moved[1e-2] > 0.1  # ArmConfig.lr is the rate the arm's Adam uses

@@ -15,7 +15,7 @@ Arms (`ARMS`, a literal dict read through `lossbook.registry.lookup`) spend one 
 charged to one `QueryBudget` shared by every arm. Each round an arm draws `n_samples` responses for each of
 `n_prompts` prompts — from π_ref (offline arms: a fixed reference dataset revealed round by round) or from the
 current policy (on-policy arms) — queries their rewards, and takes `inner_steps` Adam steps on them (the paper:
-10 prompts × N = 10 samples, 10 inner steps, lr 0.01). So at equal queries every arm has seen the same number of
+10 prompts × N = 10 samples, 10 inner steps; Adam rates per method, `PAPER_LR`). So at equal queries every arm has seen the same number of
 samples and taken the same number of steps; only the sampler and the loss differ. The inner steps reuse the round's
 samples without an importance correction, as the paper's scripts do. Losses:
 
@@ -299,6 +299,19 @@ ARMS: dict[str, Arm] = {
     "rloo": Arm(True, rloo_arm_loss, True, "RLOO + KL"),
     "reinforce": Arm(True, reinforce_arm_loss, True, "REINFORCE + KL (mean baseline)"),
 }
+
+
+PAPER_LR: dict[str, float] = {
+    "ipo_online": 1e-2,  # scripts/onpolicy_transformer_ipo.sh: lr_list=(0.01)
+    "ipo_offline": 1e-2,  # scripts/transformer_ipo.sh: lr_list=(0.01)
+    "raft": 3e-5,  # scripts/onpolicy_transformer_best_of_n.sh (best_of_n, 100 epochs): lr_list=(0.00003)
+    "filtered_bc": 1e-4,  # scripts/transformer_best_of_n.sh (best_of_n, 1 epoch): lr_list=(0.0001)
+}
+"""The Adam learning rates of the official transformer-bandit scripts (`Asap7772/understanding-rlhf`,
+`bandit_experiment/scripts/`), by our arm name. The code ships no transformer script for DPO, REINFORCE or PPO
+(`transformer_hyperparam_tuning.py` sweeps 1e-5..1e-1 when `--lr` is not given) and has no Pref-FT or RLOO arm, so
+those arms have no entry. Adam is invariant to the loss's scale, so the rates transfer although the paper's SFT loss
+sums log-probs over the sequence where ours averages over tokens."""
 
 
 def get_arm(name: str) -> Arm:
