@@ -24,15 +24,25 @@
 # rewards) mitigate over-optimisation in best-of-n reranking and RLHF, and **pretrain ensembles** (members with
 # different pretraining seeds) beat **finetune ensembles** (one pretrained model, different fine-tuning seeds),
 # both beating single RMs; but even pretrain ensembles **do not eliminate** reward hacking when all members share an
-# error pattern (their Fig. 1 right: an overly verbose, non-responsive reply rated highly by every member). Their
-# T5 RMs (T5-base to XXL, pretrain seeds released at github.com/google-deepmind/reward-ensembles) score TL;DR,
-# helpfulness and XSum/NLI; we quote no number from their figures that we could not re-check in this session: the
-# claims below are their qualitative findings. Wang et al. transform a Bradley–Terry reward r into
+# error pattern. What we re-checked (stored copy of arXiv 2312.09244v3, abstract): RMs "that perform similarly
+# in-distribution can yield very different rewards when used in alignment"; alignment to one RM "does not improve reward
+# as measured by another reward model trained on the same data"; pretrain-seed ensembles "lead to better generalization"
+# than finetune-seed ensembles, "with both outperforming individual reward models"; and pretrain ensembles "do not
+# eliminate reward hacking" because the members "exhibit similar error patterns". The accompanying repository
+# (github.com/google-deepmind/reward-ensembles, README) releases their pretrains: five seeds each of T5-base, T5-large and
+# T5-XL. Their figures' and tables' numbers (and the tasks, TL;DR, helpfulness and XSum/NLI as we recall them) were not
+# reachable in the stored copies, so we quote no number from them: the claims below are their qualitative findings.
+# Wang et al. transform a Bradley–Terry reward r into
 # u = log σ(r − r_ref(x)), the log-probability of beating a reference response, which has diminishing returns and makes
 # Σ_i u_i ≈ log P(good on every property) — a logical AND; aligning to be helpful *and* harmless with the LSC sum
 # beats the raw-reward sum in their RLHF experiments. r_ref(x) is a per-prompt reference reward computed from the
-# base policy's samples; we use the 85% quantile of π₀'s rewards on the prompt (our recollection of their §5 choice;
-# the full text was not re-read in this session, so the 50% quantile — the median — is run as an ablation).
+# base policy's samples; we use the 85% quantile of π₀'s rewards on the prompt. Wang et al.'s own experimental section
+# was not reachable in the stored copies (only the abstract and introduction of arXiv 2402.00742v2 were), so the choice
+# is corroborated second-hand: the official code of Fu et al. (2025, "Reward Shaping to Mitigate Reward Hacking in
+# RLHF", arXiv 2502.18770; github.com/PorUna-byte/PAR, `trainers/reward_shaper.py`), which runs Wang et al.'s LSC as a
+# baseline, centres each prompt's reward at the 0.85 quantile of a normal fitted to the rewards of that prompt's SFT
+# (π₀) samples. We take the empirical 0.85 quantile of the `m_samples` π₀ rewards instead of a normal fit, and run the
+# 50% quantile (the median) as an ablation.
 #
 # **Here, at CPU scale.** The book's persona world and tiny GPTs (the flagship's cached `base_recipe`). π₀ is the
 # pretrained GPT of `policy_seed`; its samples are ``answer because w1 .. wk <eos>`` responses to persona prompts.
@@ -64,8 +74,11 @@
 # 6. `lsc_beats_raw_sum` (Wang et al.): with two property RMs (correct answer; on-topic clause), the share of
 #    best-of-`n_lsc` responses good on both under the LSC sum (r_ref = the `lsc_quantile` quantile) minus under the raw
 #    sum > 0.
-# Guards (all claims): every RM's held-out pair accuracy against the gold ≥ `acc_min` and the mean pairwise agreement
-# of RMs on held-out pairs ≥ `agree_min` (the RMs agree in distribution); claims 1 and 3: the gold peak lies inside the
+# Guards (all claims): the reward heads converged — in every replicate the mean held-out BT loss of its heads (expected
+# NLL on the `n_heldout` held-out pairs under the soft labels σ(κ Δgold)) falls by less than `loss_tol` nats over the last
+# quarter of the `head_steps` (`replicate.plateaued` on the negated loss; its remedy: more head steps); every RM's
+# held-out pair accuracy against the gold ≥ `acc_min` and the mean pairwise agreement of RMs on held-out pairs ≥
+# `agree_min` (the RMs agree in distribution); claims 1 and 3: the gold peak lies inside the
 # n grid (best-of-n reached the KL where the curve turns). A "not reproduced" is diagnosed with the label-budget
 # ablation (`ablation_pairs` labelled pairs instead of `n_pairs` on the first `n_ablation_seeds` replicates: the label
 # budget Gao et al. find over-optimisation to depend on) and, for claim 6, the r_ref ablation.
@@ -73,7 +86,17 @@
 # **History.** The first `default` run used 2000 labelled pairs: every rule above held except claim 4's (undecided), but
 # the accuracy guard failed (min held-out accuracy 0.567 < 0.6 over 45 heads), so every verdict was inconclusive. The
 # guard's fix — more labels — was applied (8000 pairs); the thresholds were not changed, and the 2000-pair setting is
-# now the label-budget ablation.
+# now the label-budget ablation. That run had no convergence guard on the heads: their *training* loss still fell
+# 0.009 nats over the last quarter of the 400 steps. A guard was then written on the training loss (fall < `loss_tol` =
+# 0.002 nats over the last quarter), and a probe on data seed 0 tried its remedy, more steps: the training loss fell
+# 0.009, 0.008, 0.007 and 0.009 nats over the last quarter of 400, 800, 1600 and 3200 steps — a steady log-linear
+# decline that no affordable budget ends — while the held-out BT loss of the same heads is lowest near step 66 and then
+# *rises* (0.632 at step 100, 0.676 at 400, 0.741 at 1600) and held-out accuracy does not improve (min over the heads
+# 0.641 at 1600 steps, 0.632 at 3200; 0.644 over all replicates' heads at 400): the
+# heads are past convergence and fitting their bootstrap draw's label noise, not short of steps. The guard was therefore
+# moved, with the same tolerance, to the held-out BT loss (the convergence of what the RMs are used for) — a change made
+# after seeing that probe, recorded here. It passes at today's 400 steps, so `head_steps` and every result are unchanged
+# (the fit is bitwise the same; recording the held-out curve does not touch it), and so are the verdicts.
 
 # %% tags=["parameters"]
 mlflow_run_id = ""  # injected by the runner; empty when run by hand -> the notebook starts its own run
@@ -90,6 +113,7 @@ n_finetune_seeds = 3  # fine-tuning seeds per pretraining seed (finetune-ensembl
 kappa = 4.0  # label sharpness: P(a ≻ b) = σ(κ (gold_a − gold_b)); in [0, inf)
 hidden = 16  # width of the BT MLP head; in [1, inf)
 head_steps = 400  # full-batch AdamW steps per head; in [1, inf)
+loss_tol = 0.002  # guard: max fall of a replicate's mean held-out BT loss over the last quarter of head_steps [nats]; in (0, inf)
 head_lr = 1.0e-2  # head learning rate; > 0
 head_weight_decay = 1.0e-3  # decoupled weight decay on the head's matrices; in [0, inf)
 pool = "last+mean"  # RM features: "last" (last-token hidden state) or "last+mean" (plus the response mean)
@@ -167,14 +191,30 @@ heads = runs[data_seeds[0]]["heads"]
 same_s = np.array([[a[0] == b[0] for b in heads] for a in heads]) & off
 agree_within = np.array([r["agreement"][same_s].mean() if same_s.any() else np.nan for r in runs.values()])
 agree_across = np.array([r["agreement"][off & ~same_s].mean() if (off & ~same_s).any() else np.nan for r in runs.values()])
-loss_tail = np.array([r["train_loss"][-1] for r in runs.values()])
-loss_gain = np.array([r["train_loss"][int(0.75 * head_steps)] - r["train_loss"][-1] for r in runs.values()])
+loss = np.stack([r["heldout_loss"].mean(1) for r in runs.values()])  # [R, steps]: mean held-out BT loss of a replicate's heads
+train_loss = np.stack([r["train_loss"].mean(1) for r in runs.values()])  # [R, steps]: the same on the labelled pairs
+q_tail = int(np.ceil(0.25 * head_steps))  # the last quarter, as `replicate.plateaued` counts it
+loss_fall = loss[:, -1 - q_tail] - loss[:, -1]
+train_fall = train_loss[:, -1 - q_tail] - train_loss[:, -1]
+head_fall = max(float((r["heldout_loss"][-1 - q_tail] - r["heldout_loss"][-1]).max()) for r in runs.values())
 display(pd.DataFrame(acc, index=[f"data seed {s}" for s in data_seeds], columns=[f"RM (s={s}, f={f})" for s, f in heads]).round(3))
 print(f"held-out accuracy vs the gold ranking: min {acc.min():.3f}, mean {acc.mean():.3f}; mean pairwise agreement {agree.mean():.3f}; "
-      f"final BT training loss {loss_tail.mean():.3f} (fell {loss_gain.mean():.3f} over the last quarter of the steps); agreement of heads "
+      f"final held-out BT loss {loss[:, -1].mean():.3f} (fell {loss_fall.mean():.4f} on average, at most {loss_fall.max():.4f}, over the last quarter "
+      f"of the {head_steps} steps; the single head that fell most: {head_fall:.4f}); final training loss {train_loss[:, -1].mean():.3f} "
+      f"(fell {train_fall.mean():.4f}); agreement of heads "
       f"sharing an encoder {np.nanmean(agree_within):.3f}, across encoders {np.nanmean(agree_across):.3f}")
-tracking.log_metrics({"heldout_acc_min": float(acc.min()), "heldout_acc_mean": float(acc.mean()), "agreement_mean": float(agree.mean())})
+tracking.log_metrics({"heldout_acc_min": float(acc.min()), "heldout_acc_mean": float(acc.mean()), "agreement_mean": float(agree.mean()),
+                      "head_loss_fall_max": float(loss_fall.max())})
+fig, ax = plt.subplots(figsize=(7.5, 4))
+for i, ds in enumerate(data_seeds):
+    ax.plot(np.arange(1, head_steps + 1), loss[i], lw=1.2, color=f"C{i}", label=f"held-out, data seed {ds}")
+    ax.plot(np.arange(1, head_steps + 1), train_loss[i], lw=0.8, ls=":", color=f"C{i}")
+ax.axvspan(head_steps - q_tail, head_steps, color="gray", alpha=0.15, label=f"last quarter (guard: held-out fall < {loss_tol:g} nats)")
+ax.set(xscale="log", xlabel="head training step", ylabel="BT loss, mean over heads  [nats]", title="reward-head convergence (dotted: training loss)")
+ax.legend(fontsize=8)
+tracking.log_figure(fig, "head_loss")
 rm_guards = [
+    replicate.plateaued(-loss[int(np.argmax(loss_fall))], last_frac=0.25, max_gain=loss_tol, name="heads_converged"),
     replicate.progress_reached(float(acc.min()), acc_min, lower_is_better=False, what="min held-out RM accuracy", name="rms_accurate",
                                fix="more labelled pairs or richer features"),
     replicate.progress_reached(float(agree.mean()), agree_min, lower_is_better=False, what="mean pairwise RM agreement", name="rms_agree",
@@ -383,7 +423,11 @@ n = {n_peak_single} (KL {bon.kl_best_of_n(n_peak_single):.2f}) and falls to {sin
 out-of-replicate peak is {drop1.mean():.3f} (per replicate {np.round(drop1, 3).tolist()}; verdict: {rec['proxy_up_gold_down']['verdict']}).
 Best-of-n by the gold itself reaches {oracle.mean(0)[-1]:.3f}. In distribution the RMs rank {acc.mean():.3f} of held-out pairs like the gold
 (min {acc.min():.3f}; mean pairwise agreement {agree.mean():.3f}): far from the gold's own ranking, and that gap is what best-of-n exploits
-as n grows.
+as n grows. The heads were fit for {head_steps} steps: their mean held-out BT loss ends at {loss[:, -1].mean():.3f} nats and fell at most
+{loss_fall.max():.4f} over the last quarter (guard `heads_converged`: < {loss_tol:g}, {'passed' if rm_guards[0].passed else 'FAILED'}); it is
+lowest at step {int(np.median(np.argmin(loss, 1))) + 1} (median over replicates; {loss.min(1).mean():.3f} nats) and then rises while the training loss
+keeps falling ({train_loss[:, -1].mean():.3f} at the end): the heads over-fit their labels past that point; an early-stopped recipe is untested here.
+The guard reads each replicate's mean over heads; the single head whose held-out loss fell most over the last quarter fell {head_fall:.4f} nats.
 
 **Ensembles (claims 2–4).** The pretrain-seed mean ensemble peaks at {pre_gold.mean(0).max():.3f} (n = {n_peak_ens}) against
 {member_peak.mean():.3f} for its members (gain {gain2.mean():+.3f}; {rec['ensembles_mitigate']['verdict']}), and finetune-seed mean ensembles at

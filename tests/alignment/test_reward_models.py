@@ -30,7 +30,8 @@ def test_bt_heads_recover_a_planted_linear_reward():
     a_wins = (torch.rand(N, generator=g) < p).unsqueeze(1)
     fw, fl = torch.where(a_wins, phi_a, phi_b), torch.where(a_wins, phi_b, phi_a)
     H = rm.train_bt_heads(fw.expand(2, -1, -1), fl.expand(2, -1, -1), seeds=[1, 2], steps=300)
-    assert H.history[-1] < H.history[0]
+    assert len(H.history) == 300 and len(H.history[0]) == 2
+    assert all(end < start for start, end in zip(H.history[0], H.history[-1]))
     ta, tb = torch.randn(2000, d, generator=g), torch.randn(2000, d, generator=g)
     truth = ((ta - tb) @ w_star) > 0
     ra, rb = H(ta), H(tb)
@@ -47,8 +48,41 @@ def test_heads_fold_standardisation_into_first_layer():
     fw, fl = torch.randn(1, 200, 5, generator=g), torch.randn(1, 200, 5, generator=g)
     H1 = rm.train_bt_heads(fw, fl, seeds=[0], steps=30)
     H2 = rm.train_bt_heads(3.0 * fw + 7.0, 3.0 * fl + 7.0, seeds=[0], steps=30)
-    assert H1.history == pytest.approx(H2.history, rel=1e-4, abs=1e-5)
+    np.testing.assert_allclose(H1.history, H2.history, rtol=1e-4, atol=1e-5)
     assert torch.allclose(H1(fw[0]), H2(3.0 * fw[0] + 7.0), atol=1e-4)
+
+
+def test_soft_bt_loss_closed_form_and_hard_label_limit():
+    """soft_bt_loss = −[p log σ(d) + (1 − p) log σ(−d)]; with p ∈ {0, 1} it is the hard-label BT loss, and at p = σ(d)
+    (calibrated) it is the binary entropy of p, its minimum over d."""
+    ra, rb = torch.tensor([[1.0, -0.5, 2.0]]), torch.tensor([[0.0, 0.5, 2.0]])
+    p = torch.tensor([0.7, 0.2, 0.5])
+    d = (ra - rb)[0]
+    expect = -(p * torch.log(torch.sigmoid(d)) + (1 - p) * torch.log(torch.sigmoid(-d))).mean()
+    assert rm.soft_bt_loss(ra, rb, p).item() == pytest.approx(expect.item(), rel=1e-6)
+    hard = torch.tensor([1.0, 0.0, 1.0])
+    w, lo = torch.where(hard.bool(), ra, rb), torch.where(hard.bool(), rb, ra)
+    assert rm.soft_bt_loss(ra, rb, hard).item() == pytest.approx(rm.bt_loss(w, lo).item(), rel=1e-6)
+    q = torch.sigmoid(d)
+    ent = -(q * q.log() + (1 - q) * (1 - q).log()).mean()
+    assert rm.soft_bt_loss(ra, rb, q).item() == pytest.approx(ent.item(), rel=1e-6)
+
+
+def test_heldout_history_is_read_only_and_matches_the_heads():
+    """Held-out pairs only record a curve: the fit (training history, heads) is unchanged, and the first recorded value
+    is the initial heads' soft BT loss on those pairs."""
+    g = torch.Generator().manual_seed(5)
+    fw, fl = torch.randn(2, 300, 6, generator=g), torch.randn(2, 300, 6, generator=g)
+    ha, hb = torch.randn(2, 50, 6, generator=g), torch.randn(2, 50, 6, generator=g)
+    hp = torch.rand(2, 50, generator=g)
+    H0 = rm.train_bt_heads(fw, fl, seeds=[0, 1], steps=25)
+    H1 = rm.train_bt_heads(fw, fl, seeds=[0, 1], steps=25, heldout=(ha, hb, hp))
+    assert H0.heldout_history == [] and len(H1.heldout_history) == 25 and len(H1.heldout_history[0]) == 2
+    np.testing.assert_array_equal(H0.history, H1.history)
+    assert torch.equal(H0.W1, H1.W1)
+    # the first recorded held-out loss is the initial heads' loss: recompute it from an untrained (0-step) fit
+    Hi = rm.train_bt_heads(fw, fl, seeds=[0, 1], steps=0)
+    np.testing.assert_allclose(H1.heldout_history[0], rm.soft_bt_loss(Hi(ha), Hi(hb), hp).numpy(), rtol=1e-5)
 
 
 def test_ensembles_and_standardise():

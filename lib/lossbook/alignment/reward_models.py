@@ -22,7 +22,7 @@ Large Language Models" (arXiv 2402.00742).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -70,12 +70,15 @@ def response_features(model: nn.Module, prompts: Sequence[Sequence[int]], respon
 # ---- Bradley–Terry heads ----------------------------------------------------------------------------------------
 @dataclass
 class BTHeads:
-    """K stacked MLP heads r_k(φ) = w2_k · gelu(W1_k φ + b1_k): W1 [K, d, h], b1 [K, 1, h], w2 [K, h, 1]."""
+    """K stacked MLP heads r_k(φ) = w2_k · gelu(W1_k φ + b1_k): W1 [K, d, h], b1 [K, 1, h], w2 [K, h, 1];
+    `history` [steps][K]: each head's (bootstrap-weighted) BT training loss at every step, before the update;
+    `heldout_history` [steps][K]: the same for the held-out pairs given to `train_bt_heads` (empty without them)."""
 
     W1: Tensor
     b1: Tensor
     w2: Tensor
-    history: list[float]
+    history: list[list[float]]
+    heldout_history: list[list[float]] = field(default_factory=list)
 
     def __call__(self, feats: Tensor) -> Tensor:
         """feats [K, N, d] (or [N, d], shared by every head) -> rewards [K, N]."""
@@ -97,13 +100,22 @@ def bt_loss(r_w: Tensor, r_l: Tensor, weights: Tensor | None = None) -> Tensor:
     return (weights * nll).sum(-1) / weights.sum(-1)
 
 
+def soft_bt_loss(r_a: Tensor, r_b: Tensor, p: Tensor) -> Tensor:
+    """Expected BT NLL under soft labels p = P(a ≻ b): −mean_j [p_j log σ(r_a − r_b) + (1 − p_j) log σ(r_b − r_a)] -> [K]."""
+    diff = r_a - r_b
+    return (p * F.softplus(-diff) + (1 - p) * F.softplus(diff)).mean(-1)
+
+
 def train_bt_heads(feats_w: Tensor, feats_l: Tensor, *, seeds: Sequence[int], hidden: int = 16, steps: int = 400,
-                   lr: float = 1.0e-2, weight_decay: float = 1.0e-3, bootstrap: bool = True) -> BTHeads:
+                   lr: float = 1.0e-2, weight_decay: float = 1.0e-3, bootstrap: bool = True,
+                   heldout: tuple[Tensor, Tensor, Tensor] | None = None) -> BTHeads:
     """Fit K Bradley–Terry MLP heads, one per row of feats_w / feats_l [K, N, d] (chosen / rejected features of the
     same N labelled pairs, through head k's encoder), full batch, Adam (`make_optimizer`, decoupled weight decay on
     the matrices). Head k is initialised from `seeds[k]` and, with `bootstrap`, weights the pairs by a bootstrap draw
     of seed `seeds[k]` (`stats.resample_indices`) — a "fine-tuning seed". The features are standardised per head
-    (mean/std of its labelled features) inside W1/b1, so the returned heads take raw features."""
+    (mean/std of its labelled features) inside W1/b1, so the returned heads take raw features. `heldout` = (raw
+    features of a [K, M, d], of b [K, M, d], P(a ≻ b) [K, M]) records each head's `soft_bt_loss` on held-out pairs at
+    every step (the convergence curve a guard reads); it does not change the fit."""
     K, N, d = feats_w.shape
     if len(seeds) != K:
         raise ValueError(f"need one seed per head: {len(seeds)} seeds for {K} heads")
@@ -123,18 +135,23 @@ def train_bt_heads(feats_w: Tensor, feats_l: Tensor, *, seeds: Sequence[int], hi
     b1 = torch.zeros(K, 1, hidden)
     params = [nn.Parameter(W1), nn.Parameter(b1), nn.Parameter(w2)]
     opt = make_optimizer(params, "adamw", lr, weight_decay=weight_decay, decay_matrices_only=True)
-    hist = []
+    hist, ho_hist = [], []
+    if heldout is not None:
+        ha, hb, hp = (heldout[0] - mu) / sd, (heldout[1] - mu) / sd, heldout[2]
     for _ in range(steps):
+        if heldout is not None:
+            with torch.no_grad():
+                ho_hist.append(soft_bt_loss(head_forward(ha, *params), head_forward(hb, *params), hp).tolist())
         opt.zero_grad()
-        loss = bt_loss(head_forward(zw, *params), head_forward(zl, *params), counts).sum()
-        loss.backward()
+        per_head = bt_loss(head_forward(zw, *params), head_forward(zl, *params), counts)
+        per_head.sum().backward()
         opt.step()
-        hist.append(float(loss.detach()) / K)
+        hist.append(per_head.detach().tolist())
     W1f, b1f, w2f = (p.detach() for p in params)
     # fold the standardisation into the first layer: (φ − μ)/σ · W1 + b1 = φ · (W1/σᵀ) + (b1 − (μ/σ) W1)
     W1_raw = W1f / sd.transpose(1, 2)
     b1_raw = b1f - torch.bmm(mu / sd, W1f)
-    return BTHeads(W1_raw, b1_raw, w2f, hist)
+    return BTHeads(W1_raw, b1_raw, w2f, hist, ho_hist)
 
 
 def pair_accuracy(r_w: Tensor, r_l: Tensor) -> Tensor:
@@ -318,7 +335,9 @@ def overoptimisation_replicate(world: SyntheticWorld, policy: nn.Module, encoder
     the pretrain members k of the best-of-n-by-k expectation of the std of the members' standardised rewards),
     `cross` [len(ns)] (mean over k of the other pretrain members' standardised reward at best-of-n by k), `oracle`
     [len(ns)] (best-of-n by the gold itself), `heldout_acc` [K] (vs the gold's ranking, ties dropped), `agreement`
-    [K, K], `train_loss` [K, steps], `lsc` {f"raw", f"lsc_q{q}"}: good-on-both rate [len(ns)], `lsc_oracle`,
+    [K, K], `train_loss` [steps, J] (every fitted head's BT training loss: the K gold heads, then the
+    property heads A and B per encoder), `heldout_loss` [steps, J]
+    (their expected BT loss on the held-out pairs, soft labels σ(κ Δgold)), `lsc` {f"raw", f"lsc_q{q}"}: good-on-both rate [len(ns)], `lsc_oracle`,
     `kl_empirical` [len(ns)] (exact KL on each prompt's empirical sample distribution, best-of-n by head 0),
     `base` (π₀ means of the properties and gold)."""
     from lossbook.alignment import best_of_n as bon
@@ -353,8 +372,13 @@ def overoptimisation_replicate(world: SyntheticWorld, policy: nn.Module, encoder
         fw.append(torch.where(c, a, b))
         fl.append(torch.where(c, b, a))
     seeds = [int(np.random.SeedSequence([data_seed, s, f, i >= len(heads)]).generate_state(1)[0] % 2**31) for i, (_, s, f) in enumerate(jobs)]
+    sig = lambda x: 1.0 / (1.0 + np.exp(-np.clip(cfg.kappa * x, -50, 50)))  # noqa: E731
+    ho_p = {"gold": sig(gold["ho"][0::2] - gold["ho"][1::2]), "A": sig(pg["ho"][0::2, 0] - pg["ho"][1::2, 0]),
+            "B": sig(pg["ho"][0::2, 1] - pg["ho"][1::2, 1])}
+    heldout = (torch.stack([feats[s]["ho"][0::2] for _, s, _ in jobs]), torch.stack([feats[s]["ho"][1::2] for _, s, _ in jobs]),
+               torch.stack([torch.from_numpy(ho_p[lab]).float() for lab, _, _ in jobs]))
     H = train_bt_heads(torch.stack(fw), torch.stack(fl), seeds=seeds, hidden=cfg.hidden, steps=cfg.steps, lr=cfg.lr,
-                       weight_decay=cfg.weight_decay)
+                       weight_decay=cfg.weight_decay, heldout=heldout)
     R_ev = H(torch.stack([feats[s]["ev"] for _, s, _ in jobs]))  # [J, P*m]
     R_ho = H(torch.stack([feats[s]["ho"] for _, s, _ in jobs]))  # [J, 2*n_heldout]
     K = len(heads)
@@ -384,6 +408,7 @@ def overoptimisation_replicate(world: SyntheticWorld, policy: nn.Module, encoder
     out["heldout_acc"] = pair_accuracy(torch.where(win, r1, r2)[:, keep], torch.where(win, r2, r1)[:, keep]).numpy()
     out["agreement"] = pairwise_agreement(r1, r2).numpy()
     out["train_loss"] = np.array(H.history)
+    out["heldout_loss"] = np.array(H.heldout_history)
     # LSC: property heads A, B on each encoder, combined by a raw sum or an LSC sum; good-on-both rate under best-of-n
     good = (pg["ev"][:, 2] * pg["ev"][:, 3]).reshape(P, m)
     lsc: dict[str, np.ndarray] = {"raw": np.zeros(len(ns))}
