@@ -72,6 +72,13 @@
 #    δ = ½(mean r_w + mean r_l) exceeds its grid minimum by less than `gap_tol` (relative; t-CI below).
 # Guards: every run a claim reads learned the preference (held-out reward_acc ≥ `min_reward_acc` at its read point) and
 # its validation curve peaked before the last 10% of the budget (`replicate.converged`).
+#
+# **After the pre-registered read (added later, never judged).** In world 1 that guard failed for most arms while a
+# 400-step check outside the notebook found BCO(δ)'s validation curve flat from step ~180 (p_correct 0.711 at 180 and 400):
+# the budget-curve figure shows each run's validation curve with the guard's window and the read checkpoint; an
+# exploratory plateau row per claim (`<claim>_plateau`) measures what the last 10% adds in units of the curve's noise;
+# and the guard's remedy, `extend_factor` × the budget for every arm of a world that failed it, is an ablation
+# (`full` profile; too slow for the default's 10-minute budget) that reads the same statistics again.
 
 # %% tags=["parameters"]
 mlflow_run_id = ""  # injected by the runner; empty when run by hand -> the notebook starts its own run
@@ -99,6 +106,8 @@ acc_margin = 0.05  # claim 1: equivalence margin of Δ held-out reward accuracy;
 noninf_margin = 0.01  # claim 2: non-inferiority margin of Δ p_correct (BCO − KTO); in [0, 1]
 gap_tol = 0.05  # claim 5b: relative excess of the BCE − DPO gap at δ = mean reward over its grid minimum; in [0, inf)
 min_reward_acc = 0.75  # guard: held-out reward accuracy every read run must reach; in [0, 1]
+plateau_z = 2.0  # exploratory plateau check (not pre-registered): the last 10% of the budget adds < this many noise sds; > 0
+extend_factor = 1  # ablation: in a world where a run fails `converged`, continue all its arms to extend_factor × steps (1: off; full: 2); in [1, inf)
 n_delta_grid = 201  # δ grid points for Thm 3/4 (spanning the run's reward range); in [3, inf)
 sample_temperature = 1.0  # sampling temperature; > 0
 max_new_tokens = 8  # longest sampled response (well-formed ones have ≤ 6 tokens); in [1, inf)
@@ -112,6 +121,7 @@ from lossbook import plotting, replicate, repro, tracking
 tracking.attach(mlflow_run_id, "bco_unpaired", globals())
 plotting.setup()
 
+import dataclasses
 import time
 
 import matplotlib.pyplot as plt
@@ -159,12 +169,14 @@ for ws in tqdm(world_seeds, desc="worlds"):
         q = U.udm_quality(udm[k][neg].numpy(), sets[k].z[neg].numpy(), s_k, min_density_ratio, max_density_ratio)
         udm_rows.append({"world": ws, "data": k, "shift": s_k, "z_pos": float(sets[k].z[~neg].mean()), "z_neg": float(sets[k].z[neg].mean()),
                          "w_mean": float(udm[k][neg].mean()), "w_min": float(udm[k][neg].min()), "w_max": float(udm[k][neg].max()), **q})
+    policies = {}
     for label, loss, key, keep_delta, use_udm in tqdm(arms, desc=f"arms (world {ws})", leave=False):
         repro.seed_everything(ws + seed)
         cfg = U.BinaryConfig(loss=loss, beta=beta, lr=lr, optimizer=optimizer, steps=steps, delta=keep_delta,
                              udm_weight=udm[key] if use_udm else None, eval_every=eval_every, snapshot_steps=())
         t0 = time.perf_counter()
-        h = U.train_binary(clone_policy(ref_model), ref_model, sets[key], cfg, evaluate=evaluate, device=dev)
+        policies[label] = (clone_policy(ref_model), cfg, key)
+        h = U.train_binary(policies[label][0], ref_model, sets[key], cfg, evaluate=evaluate, device=dev)
         best, final = U.read_best(h, "val/p_correct"), h["eval"][-1][1]
         hists[(ws, label)] = h
         rows.append({"world": ws, "arm": label, "read_step": best["step"], "converged": replicate.converged(best["curve"]).passed,
@@ -181,7 +193,19 @@ for ws in tqdm(world_seeds, desc="worlds"):
             thm.append({"world": ws, "mean_reward": mean_r, "running_delta": h["delta"][-1], "bound_argmin": U.bound_argmin_delta(rw, rl),
                         "min_gap": float(U.bce_dpo_gap(rw, rl, grid).min()), "gap_running": U.excess_gap_at(rw, rl, h["delta"][-1], grid)["gap"], **ex,
                         "grid": grid, "curve": U.bce_dpo_gap(rw, rl, grid).mean(1)})
+    if extend_factor > 1 and not all(r["converged"] for r in rows if r["world"] == ws):  # the guard's remedy, as an ablation
+        evaluate_cheap = U.make_evaluator(world, ref_model, heldout, {}, beta=beta, n_samples=n_samples, max_new_tokens=max_new_tokens, val=val, device=dev)
+        for label, (pol, cfg, key) in tqdm(policies.items(), desc=f"{extend_factor}x budget (world {ws})", leave=False):
+            cfg_ext = dataclasses.replace(cfg, steps=(extend_factor - 1) * steps)
+            hists[(ws, label)]["eval_ext"] = U.train_binary(pol, ref_model, sets[key], cfg_ext, evaluate=evaluate_cheap, device=dev, resume=hists[(ws, label)]["resume"])["eval"]
+    del policies
 
+for r in rows:  # exploratory plateau check and the extended budget (where a world was not extended: its own read)
+    h = hists[(r["world"], r["arm"])]
+    r.update({f"plateau_{k}": v for k, v in U.plateau_gain([m["val/p_correct"] for _, m in h["eval"]]).items() if k != "window_start"})
+    b2 = U.read_best({"eval": h["eval"] + h["eval_ext"]}) if "eval_ext" in h else None
+    r.update({"extended": b2 is not None, "read_step_2x": b2["step"] if b2 else np.nan, "p_correct_2x": b2["p_correct"] if b2 else r["p_correct"],
+              "reward_acc_2x": b2["reward_acc"] if b2 else r["reward_acc"], "converged_2x": replicate.converged(b2["curve"]).passed if b2 else r["converged"]})
 table = pd.DataFrame(rows)
 udm_table = pd.DataFrame(udm_rows)
 thm_table = pd.DataFrame([{k: v for k, v in t.items() if k not in ("grid", "curve")} for t in thm])
@@ -213,6 +237,38 @@ axes[0].legend(fontsize=7)
 fig.suptitle(f"Budget curves, mean over {n_worlds} worlds (lr {lr:g}, β {beta:g})")
 fig.tight_layout()
 tracking.log_figure(fig, "budget_curves")
+
+# %% [markdown]
+# **The `converged` guard on its own curves.** Validation p_correct (the early-stopping signal) of every arm in every
+# world; the shaded band is the last 10% of the budget (a best checkpoint there fails `replicate.converged`), the star
+# the selected checkpoint; where a world was continued to `extend_factor` × `steps` (ablation), the continuation is
+# dotted, its own last 10% lightly shaded and its read checkpoint an open circle.
+
+# %%
+fig, axes = plt.subplots(1, n_worlds, figsize=(5.5 * n_worlds, 4), squeeze=False, sharey=True)
+for ax, ws in zip(axes[0], world_seeds):
+    x = np.array([s_ for s_, _ in hists[(ws, labels[0])]["eval"]])
+    cut = len(x) - max(1, int(np.ceil(0.1 * len(x))))
+    ax.axvspan(0.5 * (x[cut - 1] + x[cut]), x[-1], color="grey", alpha=0.25, label=f"last 10% of {steps} steps")
+    for i, label in enumerate(labels):
+        h = hists[(ws, label)]
+        ax.plot(x, [m["val/p_correct"] for _, m in h["eval"]], color=plt.cm.tab10(i), lw=1.2, ls="--" if label.endswith("s0") else "-", label=label)
+        b = U.read_best(h)
+        ax.plot([b["step"]], [b["val/p_correct"]], marker="*", ms=11, color=plt.cm.tab10(i), mec="k", mew=0.6)
+        if "eval_ext" in h:
+            ax.plot([x[-1]] + [s_ for s_, _ in h["eval_ext"]], [b["curve"][-1]] + [m["val/p_correct"] for _, m in h["eval_ext"]], color=plt.cm.tab10(i), lw=1, ls=":")
+            b2 = U.read_best({"eval": h["eval"] + h["eval_ext"]})
+            ax.plot([b2["step"]], [b2["val/p_correct"]], marker="o", ms=7, mfc="none", color=plt.cm.tab10(i), mew=1.2)
+    if "eval_ext" in hists[(ws, labels[0])]:
+        x2 = [s_ for s_, _ in hists[(ws, labels[0])]["eval"] + hists[(ws, labels[0])]["eval_ext"]]
+        cut2 = len(x2) - max(1, int(np.ceil(0.1 * len(x2))))
+        ax.axvspan(0.5 * (x2[cut2 - 1] + x2[cut2]), x2[-1], color="grey", alpha=0.1, label=f"last 10% of {x2[-1]} steps")
+    ax.set(xlabel="update step", title=f"world {ws}: validation p_correct ({n_val_pairs} pairs)")
+axes[0][0].set_ylabel("validation p_correct")
+axes[0][0].legend(fontsize=7, loc="lower right")
+fig.suptitle("Where each run was read (star) against the converged guard's window (shaded)" + ("; dotted: longer budget, open circle: its read" if any("eval_ext" in h for h in hists.values()) else ""))
+fig.tight_layout()
+tracking.log_figure(fig, "validation_budget_curves")
 
 # %%
 contrasts = {"BCO − DPO (paired)": ("bco_paired", "dpo_paired"), "BCO(δ) − KTO": ("bco_delta", "kto"), "BCO(δ) − BCO(δ=0)": ("bco_delta", "bco_nodelta"),
@@ -343,6 +399,60 @@ replicate.record(
                                   "the UDM weights at s = 0; the end of the budget"),
 )
 
+# %% [markdown]
+# **Exploratory rows (not judged): a plateau check next to the pre-registered `converged` guard.** `converged` fails
+# whenever the best validation checkpoint falls in the last 10% of the budget, also when the curve is flat there and the
+# argmax lands late by noise. For each claim and world, z = (best validation p_correct in that window − best before it) /
+# σ̂, σ̂ the curve's step-to-step noise from its second differences (`unpaired.plateau_gain`), maximised over the claim's two
+# arms; "plateaued" when z < `plateau_z`. This is a plateau guard, not pre-registered (written after the `converged` guard
+# failed); it cannot change a verdict. The guard's own remedy, a longer budget, is the ablation after it.
+
+# %%
+claim_arms = {"bco_paired_matches_dpo": ("bco_paired", "dpo_paired"), "bco_not_worse_than_kto_unpaired": ("bco_delta", "kto"),
+              "reward_shift_helps": ("bco_delta", "bco_nodelta"), "udm_helps_under_shift": ("bco_delta_udm", "bco_delta"),
+              "udm_neutral_without_shift": ("bco_delta_udm_s0", "bco_delta_s0")}
+plateau = {}
+for cid, (a, b) in claim_arms.items():
+    plateau[cid] = np.maximum(col(a, "plateau_z"), col(b, "plateau_z"))
+    replicate.record(
+        f"{cid}_plateau",
+        statement=f"Plateau check for {cid} (a plateau guard, not pre-registered): in every world the last 10% of the {steps}-step budget adds less than {plateau_z:g} "
+                  f"noise sds to the best earlier validation p_correct of {a} and of {b}",
+        paper="book protocol (exploratory guard; no paper claim)", values=plateau[cid], outcome=replicate.k_of_n_rule(plateau[cid] < plateau_z, n_worlds), kind="exploratory",
+        threshold=f"z < {plateau_z:g} in {n_worlds} of {n_worlds} worlds (exploratory)",
+        measured=f"z (max of the two arms) {per_world(plateau[cid], '+.2f')}; gain in the window {a} {per_world(col(a, 'plateau_gain'), '+.4f')}, {b} {per_world(col(b, 'plateau_gain'), '+.4f')}; "
+                 f"noise σ̂ {a} {per_world(col(a, 'plateau_noise'), '.4f')}, {b} {per_world(col(b, 'plateau_noise'), '.4f')}",
+    )
+
+# %% [markdown]
+# **Ablation: the guard's remedy (not judged).** With `extend_factor` > 1, every arm of a world where some run failed
+# `converged` is continued from its last step (same optimiser state and running δ, `train_binary(resume=)`) to
+# `extend_factor` × `steps`, evaluated every `eval_every` steps on the held-out and validation pairs (no sampling), and
+# re-read at its best validation checkpoint over the whole longer curve; the other worlds keep their read. The same
+# statistics and rules are read again; the verdicts above stay those of the pre-registered read.
+
+# %%
+rules = {"bco_paired_matches_dpo": lambda d: replicate.mean_within_rule(d, -equiv_margin, equiv_margin),
+         "bco_not_worse_than_kto_unpaired": lambda d: replicate.mean_ci_rule(d, -noninf_margin, "above"),
+         "reward_shift_helps": lambda d: replicate.mean_ci_rule(d, 0.0, "above"), "udm_helps_under_shift": lambda d: replicate.mean_ci_rule(d, 0.0, "above"),
+         "udm_neutral_without_shift": lambda d: replicate.mean_within_rule(d, -equiv_margin, equiv_margin)}
+ext_worlds = sorted({int(w) for w in table.loc[table["extended"], "world"]})
+word = {True: "would pass", False: "would fail", None: "inconclusive"}
+ext_rows = []
+for cid, (a, b) in claim_arms.items():
+    d_pre, d_2x = col(a, "p_correct") - col(b, "p_correct"), col(a, "p_correct_2x") - col(b, "p_correct_2x")
+    o_pre, o_2x = rules[cid](d_pre), rules[cid](d_2x)
+    conv = table.loc[table["extended"] & table["arm"].isin(claim_arms[cid]), "converged_2x"]
+    ext_rows.append({"claim": cid, "pre-registered Δ p_correct": f"{o_pre.statistic:+.4f} [{o_pre.ci.low:+.4f}, {o_pre.ci.high:+.4f}]",
+                     f"{extend_factor}x Δ p_correct": f"{o_2x.statistic:+.4f} [{o_2x.ci.low:+.4f}, {o_2x.ci.high:+.4f}]", f"rule at {extend_factor}x (guards aside)": word[o_2x.passed],
+                     "moves": "; ".join(f"w{ws} {d_pre[i]:+.4f} → {d_2x[i]:+.4f}" for i, ws in enumerate(world_seeds) if ws in ext_worlds) or "none extended",
+                     f"converged at {extend_factor}x": f"{int(conv.sum())}/{len(conv)} extended runs",
+                     "Δ reward acc (pre → 2x)": f"{(col(a, 'reward_acc') - col(b, 'reward_acc')).mean():+.3f} → {(col(a, 'reward_acc_2x') - col(b, 'reward_acc_2x')).mean():+.3f}"})
+ext_table = pd.DataFrame(ext_rows).set_index("claim")
+tracking.log_dict(ext_table.reset_index().to_dict(orient="records"), "budget_ablation.json")
+display(ext_table if ext_worlds else Markdown(f"No world extended (`extend_factor` = {extend_factor}; the `full` profile sets 2)."))
+
+# %%
 min_gaps = thm_table["min_gap"].to_numpy()
 replicate.record(
     "bce_upper_bounds_dpo",
@@ -390,6 +500,21 @@ display(Markdown("\n".join([
     "- **Pooled AUC vs pairwise accuracy.** Held-out reward accuracy (within a prompt) and AUC (across prompts) at the read point: "
     + ", ".join(f"{a} {summary.loc[a, 'reward_acc']:.2f}/{summary.loc[a, 'auc']:.2f}" for a in labels)
     + ". Unpaired data only constrain r per example, so a per-prompt offset of the implicit reward can lower the AUC without changing the pairwise accuracy.",
+    f"- **The converged guard on a plateau.** {int((~table['converged']).sum())} of {len(table)} runs are read in the last 10% of the budget ("
+    + ", ".join(f"world {ws}: {int((~table.query('world == @ws')['converged']).sum())}/{len(arms)}" for ws in world_seeds) + "); the `converged` guard fails in "
+    f"{sum(any(g['name'] == 'converged' and not g['passed'] for g in c.get('guards', [])) for c in claims.recorded())} of {len(claim_arms)} comparison claims. Exploratory plateau check (not pre-registered; z < {plateau_z:g}): " + ", ".join(f"{cid} plateaued in {int((plateau[cid] < plateau_z).sum())}/{n_worlds} worlds "
+    f"(largest z {np.max(plateau[cid]):+.2f})" for cid in claim_arms) + ". Runs read in the window: "
+    + ", ".join(f"w{r.world} {r.arm} gain {r.plateau_gain:+.4f} = {r.plateau_z:+.1f} σ̂" for r in table.query("not converged").itertuples())
+    + f". Where z < {plateau_z:g} the late read is the argmax of a flat curve; where z ≥ {plateau_z:g} the last 10% still adds more than the curve's "
+    "step-to-step wobble (full-batch training gives smooth validation curves, so σ̂ is small and a slow steady rise counts), i.e. the budget is short there, "
+    "not noisy (see the validation budget curves).",
+    (f"- **The guard's remedy (ablation, {extend_factor}× = {extend_factor * steps} steps in world(s) {', '.join(map(str, ext_worlds))}).** "
+     + "; ".join(f"{cid}: {r['moves']}, mean {r['pre-registered Δ p_correct']} → {r[f'{extend_factor}x Δ p_correct']} (rule alone {r[f'rule at {extend_factor}x (guards aside)']}; "
+                 f"converged at {extend_factor}× {r[f'converged at {extend_factor}x']})" for cid, r in ext_table.iterrows())
+     + ". The verdicts above stay those of the pre-registered read.") if ext_worlds else
+    (f"- **The guard's remedy (ablation) was not run in this profile** (`extend_factor` = {extend_factor}): continuing one world's {len(arms)} arms by {steps} more steps "
+     "adds about a quarter of the default's training time and does not fit its 10-minute budget; the `full` profile sets `extend_factor` = 2 "
+     "(or pass `extend_factor=2` to the default)."),
     f"- **The shift δ.** Final running δ of BCO on shifted unpaired data: {per_world(col('bco_delta', 'delta_end'))}; on paired data {per_world(col('bco_paired', 'delta_end'))}.",
     f"- **UDM.** Mean clipped weight of a thumbs-down example at s = {shift:g}: {per_world(uq['w_mean'].to_numpy(), '.2f')} (ρ with the true ratio "
     f"{per_world(uq['rho'].to_numpy(), '.2f')}); the shifted feature ({shift_feature}) is a nuisance for the gold preference in this world, the paper's "

@@ -206,3 +206,46 @@ def test_paired_losses_refuse_unpaired_data(world: SyntheticWorld) -> None:
         U.train_binary(ref, ref, d, U.BinaryConfig(loss="dpo", steps=1))
     with pytest.raises(KeyError, match="Valid"):
         U.BinaryConfig(loss="bco_unpaird")
+
+
+@pytest.mark.parametrize("loss", ["bco", "kto"])
+def test_resumed_run_equals_one_long_run(world: SyntheticWorld, loss: str) -> None:
+    """6 updates = 3 updates + 3 resumed ones, bitwise: Adam moments and the running δ carry over, steps count on."""
+    import copy
+
+    ref = _tiny(world)
+    d = U.unpaired_split(world, 8, shift=0.5, seed=1)
+    held = U.paired_split(world, world.multi_token_pairs(4, seed=3))
+    ref_lp = U.example_logps(ref, held.ids, held.labels).detach()
+    ev = lambda p: U.heldout_metrics(p, held, ref_lp, 0.1)  # noqa: E731
+    cfg = lambda n: U.BinaryConfig(loss=loss, lr=3e-3, steps=n, eval_every=2)  # noqa: E731
+    long_p, short_p = copy.deepcopy(ref), copy.deepcopy(ref)
+    h6 = U.train_binary(long_p, ref, d, cfg(6), evaluate=ev)
+    h3 = U.train_binary(short_p, ref, d, cfg(3), evaluate=ev)
+    h33 = U.train_binary(short_p, ref, d, cfg(3), evaluate=ev, resume=h3["resume"])
+    for a, b in zip(long_p.state_dict().values(), short_p.state_dict().values()):
+        assert torch.equal(a, b)
+    assert h3["loss"] + h33["loss"] == h6["loss"] and h3["delta"] + h33["delta"] == h6["delta"]
+    assert h33["step"] == [3, 4, 5] and h33["resume"]["step"] == 6
+    assert [s for s, _ in h3["eval"] + h33["eval"]] == [0, 2, 3, 4, 6]  # the run's own checkpoints plus each call's end
+    assert h33["eval"][-1][1] == h6["eval"][-1][1]
+    if loss == "bco":
+        assert h6["delta"][-1] != 0.0
+
+
+def test_plateau_gain_closed_form() -> None:
+    """A linear curve has zero second differences; gain = best of the last 10% − best before it; z = gain/σ̂."""
+    lin = np.linspace(0.0, 1.0, 11)
+    q = U.plateau_gain(lin)
+    assert q["window_start"] == 9 and q["gain"] == pytest.approx(0.2) and q["noise"] == pytest.approx(0.0, abs=1e-12) and q["z"] > 1e10  # 1.0 − 0.8
+    c = np.array([0.0, 0.5, 0.6, 0.7, 0.70, 0.71, 0.70, 0.71, 0.70, 0.71, 0.70])  # plateau with ±0.005 zig-zag
+    q = U.plateau_gain(c)
+    d2 = np.diff(c[4:], 2)  # second differences centred at checkpoints 5..9
+    assert q["gain"] == pytest.approx(0.0, abs=1e-12)
+    assert q["noise"] == pytest.approx(np.sqrt(np.mean(d2**2) / 6)) and q["noise"] == pytest.approx(0.02 / np.sqrt(6))
+    peak_late = c.copy()
+    peak_late[-1] = 0.72
+    assert U.plateau_gain(peak_late)["z"] == pytest.approx(0.01 / U.plateau_gain(peak_late)["noise"])
+    rng = np.random.default_rng(0)  # iid noise on a line: σ̂ estimates σ
+    est = [U.plateau_gain(np.linspace(0, 1, 401) + rng.normal(0, 0.01, 401))["noise"] for _ in range(50)]
+    assert np.mean(est) == pytest.approx(0.01, rel=0.05)

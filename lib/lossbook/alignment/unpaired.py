@@ -268,14 +268,18 @@ def example_logps(model: nn.Module, ids: Tensor, labels: Tensor) -> Tensor:
 
 def train_binary(policy: nn.Module, reference: nn.Module, data: BinaryData, cfg: BinaryConfig, *,
                  evaluate: Callable[[nn.Module], dict[str, float]] | None = None, device: str | torch.device = "cpu",
-                 logger: MetricLogger | None = None) -> dict[str, Any]:
+                 logger: MetricLogger | None = None, resume: dict[str, Any] | None = None) -> dict[str, Any]:
     """Optimise `policy` in place on `data` with `cfg.loss` against the frozen `reference` (full batch).
 
     Logs per step `loss`, `delta` (BCO's running shift; 0 otherwise), `kl_z0` (KTO's reference point),
     `rewards/chosen`, `rewards/rejected` (mean β·log-ratio on D⁺ / D⁻). `evaluate(policy)` runs at step 0, every
     `eval_every` steps and after the last (history `eval`: list of (step, metrics)). Returns the history with
-    `snapshots` {step: state_dict} for `cfg.snapshot_steps` (step = updates done) and `final_rewards` (β·log-ratio of
-    every training example after training, [N]).
+    `snapshots` {step: state_dict} for `cfg.snapshot_steps` (step = updates done), `final_rewards` (β·log-ratio of
+    every training example after training, [N]) and `resume` (optimiser state, δ state, updates done).
+
+    `resume`: the `resume` entry of an earlier call on the same `policy` (and `data`, `cfg.loss`): `cfg.steps` more
+    updates continue that run exactly (Adam moments and the running δ carry over; steps count on from it; no evaluation
+    at the first, already evaluated, step), so a run continued from step T to 2T equals one 2T-step run.
     """
     if cfg.loss in PAIRED_ONLY and not data.paired:
         raise ValueError(f"loss {cfg.loss!r} needs paired data (paired_split)")
@@ -290,6 +294,11 @@ def train_binary(policy: nn.Module, reference: nn.Module, data: BinaryData, cfg:
     udm = torch.ones(len(data)) if cfg.udm_weight is None else torch.as_tensor(cfg.udm_weight, dtype=torch.float32)
     ctx: dict[str, Any] = {"beta": cfg.beta, "delta_state": RunningMean() if cfg.delta else None, "udm_weight": udm.to(dev), "kl": 0.0}
     opt = make_optimizer(policy, cfg.optimizer, cfg.lr)
+    start = 0
+    if resume is not None:
+        opt.load_state_dict(resume["optimizer"])
+        ctx["delta_state"] = copy.deepcopy(resume["delta_state"]) if cfg.delta else None
+        start = int(resume["step"])
     des = data.desirable.to(dev)
     hist: dict[str, Any] = {"step": [], "loss": [], "delta": [], "kl_z0": [], "rewards/chosen": [], "rewards/rejected": [], "eval": [], "snapshots": {}}
     guard = logger if logger is not None else MetricLogger(to_run=False)
@@ -303,8 +312,8 @@ def train_binary(policy: nn.Module, reference: nn.Module, data: BinaryData, cfg:
         if step in cfg.snapshot_steps:
             hist["snapshots"][step] = copy.deepcopy(policy.state_dict())
 
-    for step in range(cfg.steps):
-        if step % cfg.eval_every == 0:
+    for step in range(start, start + cfg.steps):
+        if step % cfg.eval_every == 0 and not (resume is not None and step == start):
             run_eval(step)
         lp = example_logps(policy, ids, labels)
         if cfg.loss == "kto":
@@ -325,9 +334,10 @@ def train_binary(policy: nn.Module, reference: nn.Module, data: BinaryData, cfg:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    run_eval(cfg.steps)
+    run_eval(start + cfg.steps)
     with torch.no_grad():
         hist["final_rewards"] = (cfg.beta * (example_logps(policy, ids, labels) - ref)).cpu().double()
+    hist["resume"] = {"optimizer": copy.deepcopy(opt.state_dict()), "delta_state": copy.deepcopy(ctx["delta_state"]), "step": start + cfg.steps}
     if logger is not None:
         logger.flush()
     return hist
@@ -422,6 +432,26 @@ def read_best(hist: dict[str, Any], key: str = "val/p_correct") -> dict[str, Any
     curve = [m[key] for _, m in hist["eval"]]
     i = int(np.argmax(curve))
     return {**hist["eval"][i][1], "step": hist["eval"][i][0], "best_index": i, "curve": curve}
+
+
+def plateau_gain(curve: Sequence[float], *, last_frac: float = 0.1) -> dict[str, float]:
+    """How much the last `last_frac` of a checkpoint curve (to maximise) adds, in units of its step-to-step noise.
+
+    With n checkpoints and the window of `replicate.converged` (the last k = max(1, ⌈last_frac·n⌉) checkpoints, where
+    a best checkpoint fails that guard): ``gain`` = max(window) − max(before it); ``noise`` σ̂ = RMS of the second
+    differences c_{i+1} − 2c_i + c_{i−1} centred in the curve's second half (i ≥ ⌊n/2⌋), divided by √6 (for a locally linear curve plus iid
+    noise of sd σ, E[(Δ²c)²] = 6σ², so trend does not count as noise); ``z`` = gain/σ̂ (a plateau: z small; ±inf or nan
+    when σ̂ = 0). An exploratory plateau check, next to (never instead of) `converged`."""
+    c = np.asarray(curve, dtype=float)
+    n = c.size
+    cut = n - max(1, math.ceil(last_frac * n))
+    if cut < 1:
+        raise ValueError(f"a curve of {n} checkpoints has no checkpoint before its last {100 * last_frac:.0f}%")
+    gain = float(c[cut:].max() - c[:cut].max())
+    d2 = np.diff(c[n // 2 - 1 :] if n >= 4 else c, 2)
+    noise = float(np.sqrt(np.mean(d2**2) / 6)) if d2.size else math.nan
+    z = gain / noise if noise > 0 else (math.copysign(math.inf, gain) if gain != 0 else math.nan)
+    return {"gain": gain, "noise": noise, "z": float(z), "window_start": int(cut)}
 
 
 def udm_quality(weights: np.ndarray | Tensor, z: np.ndarray | Tensor, shift: float, min_ratio: float = 0.5, max_ratio: float = 10.0) -> dict[str, float]:
