@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad_and_value, vmap
 
 from lossbook.alignment.losses import PreferenceLoss, sequence_logps
 from lossbook.alignment.world import PreferenceData
@@ -64,8 +64,7 @@ def per_sample_logp_grads(model: nn.Module, ids: Tensor, labels: Tensor) -> tupl
     f = _logp_fn(model, buffers)
     with warnings.catch_warnings():  # SDPA has no vmap batching rule on CPU: torch falls back to a loop and warns
         warnings.simplefilter("ignore", UserWarning)
-        g = vmap(grad(f), in_dims=(None, 0, 0))(params, ids, labels)
-        lp = vmap(f, in_dims=(None, 0, 0))(params, ids, labels)
+        g, lp = vmap(grad_and_value(f), in_dims=(None, 0, 0))(params, ids, labels)
     return lp.detach(), flat(g, list(params)).detach()
 
 
