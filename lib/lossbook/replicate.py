@@ -9,10 +9,17 @@ A notebook records a claim in three steps, all written before the run:
    ``mean_within_rule`` (the same CI inside an interval: equivalence), ``median_ci_rule``
    (distribution-free order-statistic CI of the median) and ``k_of_n_rule`` ("≥ k of n replicates");
    ``all_of`` combines them. Each refuses n < 2 unless the profile is ``smoke``.
-3. **Guards** (``converged``, ``plateaued``, ``progress_reached``, ``not_at_boundary``, ``bracketed``), checked
+3. **Guards** (``converged``, ``plateaued``, ``budget_stable``, ``progress_reached``, ``not_at_boundary``, ``bracketed``), checked
    before the rule is read: a failed guard makes the verdict *inconclusive*, names the guard and says what
    would fix it. A *not reproduced* verdict needs a ``Diagnosis`` backed by an ablation in the notebook;
    without one ``record`` writes it down as inconclusive.
+
+Which curve a guard reads. ``converged`` / ``plateaued`` belong on a *held-out* curve: a model that memorises its
+labels lowers its training loss forever (the guard can never pass) while its held-out loss has turned. Under a
+decaying learning-rate schedule the last stretch of any curve also falls because the lr anneals, not because the
+run is short; there, and wherever the claim reads a fitted quantity (an exponent, an optimum) rather than the curve,
+``budget_stable`` is the direct test: the claim's own statistic, re-measured at a longer budget by an ablation in
+the notebook, moved by less than a tolerance stated before the run.
 
 ``record`` writes all of it to ``claims.json`` (``n_replicates``, ``replicates``, ``ci``, ``guards``,
 ``diagnosis``, ``kind``) and the run's tags/metrics through ``lossbook.claims``. ``kind="demonstration"``
@@ -221,6 +228,19 @@ def bracketed(x_best: float, grid: Sequence[float], *, what: str, name: str = "b
     g = sorted(float(x) for x in grid)
     ok = g[0] < x_best < g[-1]
     return Guard(name, ok, f"{what} optimum {x_best:g} on grid [{g[0]:g} … {g[-1]:g}]", "" if ok else f"extend the {what} grid past {x_best:g}")
+
+
+def budget_stable(value: float, longer: float, *, tol: float, what: str, relative: bool = False,
+                  name: str = "budget_stable") -> Guard:
+    """The claim's statistic at the run's budget (``value``) and re-measured at a longer one (``longer``, from an
+    ablation in the notebook, e.g. twice the steps) differ by at most ``tol``: |longer − value| ≤ tol, or
+    ≤ tol·|value| with ``relative=True``. What the claim reads has converged, whatever the curve still does."""
+    delta = float(longer) - float(value)
+    bound = tol * abs(float(value)) if relative else tol
+    ok = bool(abs(delta) <= bound)
+    unit = f"{100 * tol:g}% of {value:.4g}" if relative else f"{tol:g}"
+    return Guard(name, ok, f"{what} {value:.4g} -> {longer:.4g} at the longer budget (change {delta:+.4g}; guard: |change| <= {unit})",
+                 "" if ok else f"a longer budget: {what} still moves with the budget")
 
 
 # --------------------------------------------------------------------------------------------------- record

@@ -92,6 +92,15 @@ def test_guards() -> None:
     assert not replicate.progress_reached(0.7, 0.9, lower_is_better=False, what="acc").passed
     assert not replicate.not_at_boundary(0.05, 0.05, 10.0, what="T").passed and replicate.not_at_boundary(2.0, 0.05, 10.0, what="T").passed
     assert not replicate.bracketed(1e-3, [1e-5, 1e-4, 1e-3], what="lr").passed and replicate.bracketed(1e-4, [1e-5, 1e-4, 1e-3], what="lr").passed
+    # budget_stable: absolute and relative tolerance, either direction of the change, the boundary itself included
+    assert replicate.budget_stable(1.10, 1.08, tol=0.05, what="exponent").passed
+    assert not replicate.budget_stable(1.44, 1.68, tol=0.05, what="exponent").passed
+    assert not replicate.budget_stable(1.44, 1.20, tol=0.05, what="exponent").passed
+    assert replicate.budget_stable(2.0, 2.09, tol=0.05, what="E", relative=True).passed
+    assert not replicate.budget_stable(-2.0, -2.2, tol=0.05, what="E", relative=True).passed
+    assert replicate.budget_stable(0.5, 0.75, tol=0.25, what="x").passed
+    g = replicate.budget_stable(1.44, 1.68, tol=0.05, what="exponent")
+    assert "+0.24" in g.detail and "longer budget" in g.fix
 
 
 def test_verdict_logic() -> None:
