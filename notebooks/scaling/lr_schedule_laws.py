@@ -52,7 +52,26 @@
 #   (exponents inside (0.01, 3), L0 inside (0, min L), coefficients off their box); for (4), *decay drop vs
 #   seed noise*: WSD's drop during its decay ≥ 3× the standard deviation of the paired final differences.
 # * **Ablations** for a negative: the MPL refitted on all eight curves (can the form describe our curves at
-#   all?), the 2× budget and the exponential decay shape for (4).
+#   all?), the 2× budget and the exponential decay shape for (4); for a failed boundary guard, the profile of
+#   the fit objective over β and over γ (each held on a grid, the other six parameters refitted): a profile
+#   that is flat, or falls monotonically to the bound, says the fitting curves do not pin that exponent down.
+#
+# **What pins β and γ in the paper, and what we changed (issue 16, disclosed).** The previous stop ran this
+# protocol and got *inconclusive* for rules (1) and (2): held-out MRE 0.223 / 0.493 / 0.513% (mean 0.410%) and
+# power / MPL 6.41 / 3.87 / 1.67, with the boundary guard failed 3/3 (β, γ → 0.001 with a large B·C in two
+# replicates, β at its bound 10 in one). The official code (`src/config.py`, `src/fitting.py`, the released
+# `loss_curve_repo/csv_*`) differs from ours in: curve length (fits on 24k-step cosine and constant runs and
+# an 8k + 8k two-stage run, warmup 2160, one point per 128 steps, i.e. 109-171 points per curve, against our
+# 48-50); the same three fitting schedules (as ours); no smoothing step in the code (the released losses are
+# given to 4 decimals); one start C = 1, β = γ = 0.5 after the same grid, unbounded AdamW (200 steps, lr 5e-3 on
+# the exponents), where we bound and refine to convergence. What differs most is the signal to noise: the
+# released 100M curves move by 0.03% per point (the sd of the second difference of log L / √6) against an
+# annealing drop of ~2-3% of the loss; ours move 0.05-0.18% per point against a 1.7% drop. A pilot on worlds
+# 100-102 (never used for a verdict) tried the guard's remedy within the budget, fitting curves twice as long
+# (T = 3000) and a validation set 4× larger (32768 targets): β and γ still went to their lower bound 0.001 in
+# 3/3 fits (per-point noise 0.15-0.18% on the constant run, 0.05-0.10% on cosine and two-stage). Since that
+# remedy did not help and doubles the cost, the protocol is unchanged (T = 1500, 8192 targets); the profiles
+# below are the added ablation, and they are what the boundary guard now reports with its flags.
 
 # %% tags=["parameters"]
 mlflow_run_id = ""  # injected by the runner; empty when run by hand -> the notebook starts its own run
@@ -82,6 +101,8 @@ wsd_final = 0.1  # WSD decays to this fraction of the peak (the paper's 3e-5 of 
 eval_every = 30  # updates between validation evaluations (the curve's resolution); in [1, inf)
 eval_tokens = 8192  # validation targets per replicate; in [1, inf)
 momentum_decay = 0.999  # λ of Tissue et al.'s momentum law (their value, not fitted); in (0, 1)
+profile_beta = [0.01, 0.1, 0.5, 2.0]  # β values at which the MPL objective is profiled (β held, the rest refitted); in (0.001, 10)
+profile_gamma = [0.01, 0.1, 0.5, 2.0]  # γ values of the same profile (γ held, the rest refitted); in (0.001, 3)
 mre_max = 0.005  # rule 1: held-out mean relative error below this; in (0, inf)
 beat_ratio = 2.0  # rule 2: power-law error / MPL error above this; in [1, inf)
 noise_factor = 3.0  # guard of rule 4: WSD decay drop >= this × sd of the paired final differences; in [0, inf)
@@ -175,6 +196,36 @@ for j, s in enumerate(seeds):
 tab = pd.DataFrame(rows)
 tracking.log_dict(tab.to_dict(orient="list"), "fits.json")
 display(tab.round(4))
+
+# %% [markdown]
+# ## Identifiability: the objective's profile over β and over γ
+# Per replicate, β (then γ) is held at each grid value and the other six parameters are refitted on the same
+# three fitting curves (`schedule_laws.profile_objective`); shown is the objective over the free fit's, and the
+# held-out error each profile fit would give.
+
+# %%
+prof_rows = []
+for j, s in enumerate(seeds):
+    free = fits[j]["mpl"]
+    for name, grid in (("beta", profile_beta), ("gamma", profile_gamma)):
+        for v, fp in zip(grid, sl.profile_objective("mpl", fit_sets[j], name, grid, start=free.params)):
+            prof_rows.append({"seed": s, "param": name, "value": v, "objective_ratio": fp.objective / free.objective,
+                              "heldout_mre_%": 100 * np.mean([sl.relative_error(fp, c)["mean"] for c in held[j].values()]), "flags": "; ".join(fp.flags) or "none"})
+prof = pd.DataFrame(prof_rows)
+tracking.log_dict(prof.to_dict(orient="list"), "profiles.json")
+display(prof.round(4))
+fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+for ax, name in zip(axes, ("beta", "gamma")):
+    for j, s in enumerate(seeds):
+        q = prof[(prof.param == name) & (prof.seed == s)]
+        ax.plot(q.value, q.objective_ratio, "o-", color=f"C{j}", label=f"replicate {s} (free fit: {name} = {fits[j]['mpl'].params[name]:.3g})")
+    ax.axhline(1, color="k", lw=0.8)
+    ax.set(xscale="log", xlabel=f"{name} (held)", ylabel="objective / free fit's objective", title=f"profile of the MPL fit objective over {name}")
+    ax.legend(fontsize=8)
+tracking.log_figure(fig, "mpl_profiles")
+plt.show()
+prof_rise = prof.groupby(["param", "seed"]).objective_ratio.max() - 1  # how much worse the worst grid value fits
+prof_mre = prof.groupby(["param", "seed"])["heldout_mre_%"].agg(["min", "max"])
 
 # %% [markdown]
 # Ablation: the MPL refitted on all eight curves of each replicate (in-sample). If even this fit misses by
@@ -285,7 +336,12 @@ mpl_gap = np.array([fits[j]["mpl"].predict(curves[j]["cosine"].lrs, np.array([T 
 sd_gap = float(np.std(final_gap, ddof=1)) if len(seeds) > 1 else float("nan")
 g_effect = replicate.progress_reached(float(gain.mean()), 2 * mre_max, lower_is_better=False, what="annealing gain (constant − cosine)/cosine at T", name="schedule_effect",
                                       fix="a longer run or a higher peak LR, so that annealing moves the loss by more than the error allowed")
-g_fits = [replicate.Guard(f"mpl_fit_not_at_boundary_seed{s}", not fits[j]["mpl"].flags, "; ".join(fits[j]["mpl"].flags) or "inside the box", "more or longer fitting curves")
+def prof_note(s: int) -> str:  # the profile's verdict on the exponents, for the boundary guard's detail
+    return "; ".join(f"{n} profile: worst grid value fits {100 * prof_rise[(n, s)]:.1f}% worse" for n in ("beta", "gamma"))
+
+
+g_fits = [replicate.Guard(f"mpl_fit_not_at_boundary_seed{s}", not fits[j]["mpl"].flags, f"{'; '.join(fits[j]['mpl'].flags) or 'inside the box'} ({prof_note(s)})",
+                          "fitting curves that pin G's shape (a pilot with 2x longer curves and a 4x validation set did not)")
           for j, s in enumerate(seeds)]
 g_noise = replicate.progress_reached(float(decay_drop.mean()), noise_factor * sd_gap if np.isfinite(sd_gap) else 0.0, lower_is_better=False,
                                      what=f"WSD decay drop vs {noise_factor:g} × sd of paired final gaps", name="decay_drop_vs_noise", fix="more replicates or a longer run")
@@ -324,6 +380,14 @@ replicate.record(
     paper="Luo et al. 2025 compare against Tissue et al. 2024", paper_value="MPL more accurate than the momentum law",
     values=mom_ratio, outcome=replicate.mean_ci_rule(mom_ratio, 1.0, "above"), kind="exploratory",
     measured=f"momentum / MPL {mom_ratio.mean():.2f} (per replicate {np.round(mom_ratio, 2).tolist()})",
+)
+replicate.record(
+    "mpl_heldout_over_profiles",
+    statement="How much the held-out error depends on the unpinned exponents: the largest held-out MRE over the β and γ profile fits (no verdict)",
+    paper="Luo et al. 2025 (one fitted β, γ per model size)", paper_value="β ≈ 0.58-0.60, γ ≈ 0.63-0.66 at 25M-400M",
+    values=prof.groupby("seed")["heldout_mre_%"].max().to_numpy() / 100, outcome=replicate.mean_ci_rule(prof.groupby("seed")["heldout_mre_%"].max().to_numpy() / 100, mre_max, "below"),
+    kind="exploratory", measured=f"held-out MRE over the profile fits {prof['heldout_mre_%'].min():.3f}-{prof['heldout_mre_%'].max():.3f}% "
+                                 f"(free fits {np.round(100 * mre, 3).tolist()}%)",
 )
 replicate.record(
     "wsd_stable_above_cosine",
@@ -373,7 +437,12 @@ print(f"""The MPL fitted on each replicate's constant, cosine and two-stage curv
 {per_curve.idxmax()} ({per_curve.max():.3f}%). First replicate's fit: L0 = {p0['L0']:.3f} (Bayes loss {H:.3f}), A = {p0['A']:.3f}, alpha = {p0['alpha']:.3f},
 B = {p0['B']:.3g}, C = {p0['C']:.3g}, beta = {p0['beta']:.3f}, gamma = {p0['gamma']:.3f} (the paper's 100M: alpha 0.45, beta 0.60, gamma 0.66);
 fit flags per replicate: {[', '.join(f['mpl'].flags) or 'none' for f in fits]} (beta -> 0 with B·beta finite is the limit G(x) -> beta·log(1 + C·x):
-three short, noisy fitting curves do not pin down G's shape, which the not-at-boundary guard reports).
+three short, noisy fitting curves do not pin down G's shape, which the not-at-boundary guard reports). The profiles say how weakly: holding β
+anywhere on {profile_beta} costs at most {100 * prof_rise['beta'].max():.1f}% of the objective (per replicate {np.round(100 * prof_rise['beta'].to_numpy(), 1).tolist()}%),
+holding γ anywhere on {profile_gamma} at most {100 * prof_rise['gamma'].max():.1f}% ({np.round(100 * prof_rise['gamma'].to_numpy(), 1).tolist()}%), while dropping the
+annealing term altogether (the S1-only power law) raises the objective by {np.round([100 * (f['power'].objective / f['mpl'].objective - 1) for f in fits], 0).tolist()}%
+on the same curves; the held-out error of the profile fits spans {prof['heldout_mre_%'].min():.3f}-{prof['heldout_mre_%'].max():.3f}%. {int((prof.objective_ratio < 1).sum())} profile
+fit(s) land below the free fit's objective (by at most {100 * max(0.0, 1 - prof.objective_ratio.min()):.2f}%): a slightly better optimum the free fit's five starts missed.
 WSD sits {stable_gap.mean():+.4f} nats above cosine at the end of its stable phase and its decay drops {decay_drop.mean():.4f}; at the end it is
 {final_gap.mean():+.4f} below cosine (positive = below; exponential decay {final_gap_exp.mean():+.4f}, 2x budget {final_gap_long.mean():+.4f}).
 The annealing gain of cosine over constant is {100 * gain.mean():.2f}% of the loss. In the bigram toy the hill part under WSD's stable phase is

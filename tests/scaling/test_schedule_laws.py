@@ -134,3 +134,15 @@ def test_river_valley_toy_split_is_exact_at_init_and_decay_removes_the_hill():
     assert np.all(r["hill"] >= 0) and r["river"][-1] < r["river"][0]
     i = int(np.searchsorted(r["step"], 2100))
     assert r["hill"][-1] < 0.5 * r["hill"][i]  # the decay removes most of the oscillation
+
+
+def test_profile_objective_is_minimal_at_the_planted_exponent_and_holds_it_fixed():
+    curves = _curves(P)
+    start = sl.initial_guess(curves)
+    values = [0.2, P["beta"], 2.0]
+    prof = sl.profile_objective("mpl", curves, "beta", values, start=start)
+    assert [f.params["beta"] for f in prof] == values  # held, not fitted
+    assert not any("beta" in fl for f in prof for fl in f.flags)
+    obj = [f.objective for f in prof]
+    assert obj[1] < 1e-9 < min(obj[0], obj[2])  # noiseless curves: only the planted β fits exactly
+    assert prof[1].params["gamma"] == pytest.approx(P["gamma"], rel=0.05)

@@ -25,6 +25,8 @@ L0 + A·S1^(−α) − B·(η_max − η_t), each refined by L-BFGS-B; the best 
 small grid around it starts the full fit. Where the paper refines with 200 AdamW steps we run L-BFGS-B to
 convergence on the same objective with its autograd gradient, in log-parameters (positivity) and with the
 objective scaled by 1/δ² (the optimum is unchanged; scipy's default tolerances stop early on a tiny objective).
+`profile_objective` holds one parameter on a grid and refits the rest: the identifiability check behind a fit
+that lands on a bound.
 
 **Runs** (`train_curves`): K replicate GPTs trained as one `StackedGPT` under one schedule, each replicate with its
 own `TaskLanguage` world, training stream, validation set and initialisation; the validation loss every
@@ -167,8 +169,9 @@ def _to_u(names: tuple[str, ...], p: dict[str, float]) -> np.ndarray:
 
 def objective_and_grad(law: str, u: np.ndarray, curves: Sequence[Curve], fixed: dict[str, float] | None = None,
                        scale: float = 1.0) -> tuple[float, np.ndarray]:
-    """(scale · objective, its gradient) at u-space parameters `u` (L0, then log of the others), by autograd."""
-    _, names = lookup(LAWS, law, "schedule law")
+    """(scale · objective, its gradient) at u-space parameters `u` (L0, then log of the others; the law's parameters
+    in order, less those in `fixed`), by autograd."""
+    names = _free(law, dict(fixed or {}))
     ut = torch.tensor(u, dtype=torch.float64, requires_grad=True)
     f = fit_objective(law, _to_params(names, ut, dict(fixed or {})), curves) * scale
     if not torch.isfinite(f):
@@ -204,8 +207,14 @@ def _bounds(names: tuple[str, ...], lmin: float) -> list[tuple[float, float]]:
     return [(0.0, lmin) if n == "L0" else tuple(math.log(b) for b in LOG_BOUNDS[n]) for n in names]
 
 
-def _refine(law: str, u0: np.ndarray, curves: Sequence[Curve], fixed: dict[str, float], maxiter: int) -> Any:
+def _free(law: str, fixed: dict[str, float]) -> tuple[str, ...]:
+    """The law's parameters that are fitted: all but those held in `fixed`."""
     _, names = lookup(LAWS, law, "schedule law")
+    return tuple(n for n in names if n not in fixed)
+
+
+def _refine(law: str, u0: np.ndarray, curves: Sequence[Curve], fixed: dict[str, float], maxiter: int) -> Any:
+    names = _free(law, fixed)
     bounds = _bounds(names, min(float(c.loss.min()) for c in curves))
     u0 = np.clip(u0, [b[0] for b in bounds], [b[1] for b in bounds])
     return minimize(_wrap, u0, args=(law, curves, fixed, 1.0 / HUBER_DELTA**2), jac=True, method="L-BFGS-B", bounds=bounds,
@@ -254,13 +263,15 @@ def fit_law(law: str, curves: Sequence[Curve], *, fixed: dict[str, float] | None
 
     Starts: `start` (default `initial_guess(curves)`) and, for the MPL, four more (C, β, γ) ∈ {(0.5, 0.3, 0.3),
     (2, 0.6, 0.6), (1, 0.3, 0.6), (1, 0.6, 0.3)}; for the momentum law C·(η_max) ∈ {0.01, 0.1, 1}. The best refined start wins.
-    `fixed` holds parameters that are not fitted (the momentum law's λ)."""
-    _, names = lookup(LAWS, law, "schedule law")
+    `fixed` holds parameters that are not fitted (the momentum law's λ, or one of the law's own parameters held at a
+    value, as `profile_objective` does); a fixed parameter is not flagged."""
     fixed = dict(fixed or {})
+    names = _free(law, fixed)
     s0 = dict(start or initial_guess(curves))
     eta_max = max(float(c.lrs.max()) for c in curves)
     if law == "mpl":
         starts = [s0] + [{**s0, "C": C, "beta": b, "gamma": g} for C, b, g in [(0.5, 0.3, 0.3), (2.0, 0.6, 0.6), (1.0, 0.3, 0.6), (1.0, 0.6, 0.3)]]
+        starts = [{k: v for k, v in st.items() if k not in fixed} for st in starts]
     elif law == "momentum":
         starts = [{**s0, "C": c / eta_max} for c in (0.01, 0.1, 1.0)]
     else:
@@ -273,10 +284,19 @@ def fit_law(law: str, curves: Sequence[Curve], *, fixed: dict[str, float] | None
     with torch.no_grad():
         p = {k: float(v) for k, v in _to_params(names, torch.tensor(best.x), fixed).items()}
     lmin = min(float(c.loss.min()) for c in curves)
-    flags = [f"{k} = {p[k]:.3g} outside (0.01, 3)" for k in ("alpha", "beta", "gamma") if k in p and not 0.01 < p[k] < 3]
-    flags += [f"L0 = {p['L0']:.4g} at its bound [0, {lmin:.4g}]" for _ in [0] if not 1e-3 * lmin < p["L0"] < (1 - 1e-4) * lmin]
-    flags += [f"{k} = {p[k]:.3g} at its bound" for k in ("A", "B", "C") if k in p and not 1.01 * LOG_BOUNDS[k][0] < p[k] < 0.99 * LOG_BOUNDS[k][1]]
+    flags = [f"{k} = {p[k]:.3g} outside (0.01, 3)" for k in ("alpha", "beta", "gamma") if k in names and not 0.01 < p[k] < 3]
+    flags += [f"L0 = {p['L0']:.4g} at its bound [0, {lmin:.4g}]" for _ in [0] if "L0" in names and not 1e-3 * lmin < p["L0"] < (1 - 1e-4) * lmin]
+    flags += [f"{k} = {p[k]:.3g} at its bound" for k in ("A", "B", "C") if k in names and not 1.01 * LOG_BOUNDS[k][0] < p[k] < 0.99 * LOG_BOUNDS[k][1]]
     return LawFit(law, p, float(best.fun) * HUBER_DELTA**2, bool(best.success), len(starts), flags)
+
+
+def profile_objective(law: str, curves: Sequence[Curve], name: str, values: Sequence[float], *, start: dict[str, float] | None = None,
+                      maxiter: int = 1000) -> list[LawFit]:
+    """The profile of the fit objective over one parameter: for each v in `values`, `fit_law` with `name` held at v
+    and every other parameter refitted, min_{θ: θ_name = v} Σ huber_δ(log L_obs − log L_pred). A profile that is flat
+    (or falls monotonically to a bound) says the curves do not pin `name` down (profile likelihood, e.g. Raue et al.
+    2009, "Structural and practical identifiability analysis ... exploiting the profile likelihood", Bioinformatics)."""
+    return [fit_law(law, curves, fixed={name: float(v)}, start=start, maxiter=maxiter) for v in values]
 
 
 def relative_error(fit: LawFit, curve: Curve, from_t: int = -1) -> dict[str, float]:
