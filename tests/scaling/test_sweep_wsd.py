@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from lossbook.cache import config_hash
-from lossbook.models.gpt import GPT, StackedGPT
 from lossbook.optim.schedules import lr_multiplier
 from lossbook.scaling import wsd_sweep as ws
-from lossbook.scaling.sweep import gpt_size, model_config
-from lossbook.train.lm import evaluate_lm_stacked, stack_batches, train_lm_stacked
+from lossbook.scaling.sweep import gpt_size
+from lossbook.train.lm import evaluate_lm_stacked, train_lm_stacked
 
 LANG = {"kind": "tasks", "n_tasks": 16, "code_alphabet": 8, "code_len": 2, "n_symbols": 4, "zipf": 1.5, "eps": 0.1, "eval_tokens": 256}
 BASE = {"d_model": 8, "n_layer": 1, "block_size": 8, "batch_size": 4, "lr": 4e-3, "branch_steps": [30, 60], "warmup": 3}
@@ -29,19 +27,12 @@ def test_each_branch_equals_a_single_wsd_run_from_the_same_seeds():
     cfg = ws.width_config(LANG, [0, 1], **BASE)
     res = ws._train_width(cfg)
     assert [b["steps"] for b in res["branches"]] == [30, 60] and res["trunk_steps"] == ws.cooldown_start(60, 0.2)
-    srcs, gets, vals, *_ = ws._worlds(cfg)
-    mc = model_config(cfg["model"], srcs[0].vocab_size)
-    val = [(torch.stack([v[i][0] for v in vals]), torch.stack([v[i][1] for v in vals])) for i in range(len(vals[0]))]
-    for b in res["branches"]:  # the reference: one WSD run of exactly that length, fresh from the same inits
-        models = []
-        for s in cfg["seeds"]:
-            torch.manual_seed(s)
-            models.append(GPT(mc))
-        ref = StackedGPT.from_models(models)
-        train_lm_stacked(ref, stack_batches(gets), steps=b["steps"], lr=4e-3, warmup=3, betas=(0.9, 0.95), schedule="wsd", progress=False,
+    for b in res["branches"]:  # the reference: one WSD run of exactly that length, fresh from the same inits and streams
+        w = ws.stacked_worlds(cfg)
+        train_lm_stacked(w.stack, w.get_batch, steps=b["steps"], lr=4e-3, warmup=3, betas=(0.9, 0.95), schedule="wsd", progress=False,
                          schedule_kwargs={"decay_frac": 0.2, "decay_shape": "sqrt", "final_frac": 0.0})
-        assert evaluate_lm_stacked(ref, val) == b["val_loss"]
-    assert b["D"] == 60 * 4 * 8 and b["C"] == pytest.approx(b["D"] * gpt_size(8, 1, srcs[0].vocab_size, 8)[1])
+        assert evaluate_lm_stacked(w.stack, w.val_stacked) == b["val_loss"]
+    assert b["D"] == 60 * 4 * 8 and b["C"] == pytest.approx(b["D"] * gpt_size(8, 1, w.models[0].cfg.vocab_size, 8)[1])
 
 
 def test_cache_key_changes_with_every_knob():

@@ -19,12 +19,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-
 from lossbook.cache import cached
-from lossbook.models.gpt import GPT, StackedGPT
-from lossbook.scaling.sweep import log_child, model_config, stream_seed, task_language
-from lossbook.train.lm import evaluate_lm_stacked, fast_options, stack_batches, train_lm_stacked
+from lossbook.scaling.sweep import log_child
+from lossbook.scaling.wsd_sweep import stacked_worlds
+from lossbook.train.lm import evaluate_lm_stacked, fast_options, train_lm_stacked
 
 
 def shape_config(lang: dict[str, Any], seeds: Sequence[int], *, n_layer: int, d_model: int, block_size: int, batch_size: int, steps: int,
@@ -44,20 +42,10 @@ def shape_config(lang: dict[str, Any], seeds: Sequence[int], *, n_layer: int, d_
 
 def _train_shape(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     t0, c0 = time.perf_counter(), time.process_time()
-    data, m, tr, dev = cfg["data"], cfg["model"], cfg["train"], cfg.get("device", "cpu")
+    m, tr, dev = cfg["model"], cfg["train"], cfg.get("device", "cpu")
     T, B = m["block_size"], tr["batch_size"]
-    srcs = [task_language({**data, "seed": s}) for s in cfg["seeds"]]
-    gets = [src.batch_fn(B, T, seed=stream_seed({**data, "seed": s}, s)) for src, s in zip(srcs, cfg["seeds"])]
-    vals = [src.eval_set(T, data.get("eval_tokens", 16384), s) for src, s in zip(srcs, cfg["seeds"])]
-    true_nll, H = [src.eval_true_nll(v) for src, v in zip(srcs, vals)], [src.bayes_loss(T) for src in srcs]
-    mc = model_config(m, srcs[0].vocab_size)
-    models = []
-    for s in cfg["seeds"]:  # model k's init: the global generator seeded with its world seed, as `sweep.run_point`
-        torch.manual_seed(s)
-        models.append(GPT(mc, **cfg["fast"]["model"]))
-    stack = StackedGPT.from_models(models)
-    val_stacked = [(torch.stack([v[i][0] for v in vals]), torch.stack([v[i][1] for v in vals])) for i in range(len(vals[0]))]
-    hists = train_lm_stacked(stack, stack_batches(gets), steps=tr["steps"], lr=tr["lr"], weight_decay=tr["weight_decay"], schedule=tr["schedule"],
+    stack, models, get_batch, val_stacked, true_nll, H = stacked_worlds(cfg)
+    hists = train_lm_stacked(stack, get_batch, steps=tr["steps"], lr=tr["lr"], weight_decay=tr["weight_decay"], schedule=tr["schedule"],
                              warmup=tr["warmup"], grad_clip=tr["grad_clip"], device=dev, progress=False,
                              eval_fn=lambda _s: [{"val_loss": v} for v in evaluate_lm_stacked(stack, val_stacked, dev)],
                              eval_every=max(tr["steps"] // max(tr["n_evals"], 1), 1), log_every=max(tr["steps"] // 100, 1), **cfg["fast"]["train"])

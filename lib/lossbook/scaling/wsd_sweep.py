@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -67,26 +67,38 @@ def width_config(lang: dict[str, Any], seeds: Sequence[int], *, d_model: int, n_
             "fast": fo, "device": device}
 
 
-def _worlds(cfg: dict[str, Any]) -> tuple[list, list, list, list[float], list[float]]:
-    data, T, B = cfg["data"], cfg["model"]["block_size"], cfg["train"]["batch_size"]
+class StackedWorlds(NamedTuple):
+    """The K replicate worlds of one shape, ready to train as one stack (see `stacked_worlds`)."""
+    stack: StackedGPT
+    models: list[GPT]
+    get_batch: Callable[[int], tuple[torch.Tensor, torch.Tensor]]
+    val_stacked: list[tuple[torch.Tensor, torch.Tensor]]
+    true_nll: list[float]
+    entropy_rate: list[float]
+
+
+def stacked_worlds(cfg: dict[str, Any]) -> StackedWorlds:
+    """`cfg["seeds"]`'s worlds (`sweep.run_point`'s protocol: world seed s draws the language, the training stream
+    `stream_seed`, the validation set and the init — the global generator seeded with s) as one `StackedGPT` with its
+    stacked batches and validation set, each world's exact NLL of that set and its entropy rate."""
+    data, m, T, B = cfg["data"], cfg["model"], cfg["model"]["block_size"], cfg["train"]["batch_size"]
     srcs = [task_language({**data, "seed": s}) for s in cfg["seeds"]]
     gets = [src.batch_fn(B, T, seed=stream_seed({**data, "seed": s}, s)) for src, s in zip(srcs, cfg["seeds"])]
     vals = [src.eval_set(T, data.get("eval_tokens", 16384), s) for src, s in zip(srcs, cfg["seeds"])]
-    return srcs, gets, vals, [src.eval_true_nll(v) for src, v in zip(srcs, vals)], [src.bayes_loss(T) for src in srcs]
-
-
-def _train_width(cfg: dict[str, Any]) -> dict[str, Any]:
-    t0, c0 = time.perf_counter(), time.process_time()
-    m, tr, dev = cfg["model"], cfg["train"], cfg.get("device", "cpu")
-    srcs, gets, vals, true_nll, H = _worlds(cfg)
+    true_nll, H = [src.eval_true_nll(v) for src, v in zip(srcs, vals)], [src.bayes_loss(T) for src in srcs]
     mc = model_config(m, srcs[0].vocab_size)
     models = []
     for s in cfg["seeds"]:
         torch.manual_seed(s)
         models.append(GPT(mc, **cfg["fast"]["model"]))
-    stack = StackedGPT.from_models(models)
     val_stacked = [(torch.stack([v[i][0] for v in vals]), torch.stack([v[i][1] for v in vals])) for i in range(len(vals[0]))]
-    get_batch = stack_batches(gets)
+    return StackedWorlds(StackedGPT.from_models(models), models, stack_batches(gets), val_stacked, true_nll, H)
+
+
+def _train_width(cfg: dict[str, Any]) -> dict[str, Any]:
+    t0, c0 = time.perf_counter(), time.process_time()
+    m, tr, dev = cfg["model"], cfg["train"], cfg.get("device", "cpu")
+    stack, models, get_batch, val_stacked, true_nll, H = stacked_worlds(cfg)
     common = {"lr": tr["lr"], "weight_decay": tr["weight_decay"], "betas": tuple(tr["betas"]), "warmup": tr["warmup"], "grad_clip": tr["grad_clip"],
               "device": dev, "progress": False, **cfg["fast"]["train"]}
     branch = {"schedule": "wsd", "schedule_kwargs": {"decay_frac": tr["cooldown_frac"], "decay_shape": tr["cooldown_shape"], "final_frac": 0.0}}
